@@ -1,0 +1,73 @@
+"""Shared pieces of the corpus preparation scripts in recipe/voxceleb/local/.
+
+Policies: a missing corpus directory or required list file stops the script with a message naming
+it; audio named by a list file but absent stops the script (SITW) or is reported (optional VoxCeleb1
+metadata); trials naming utterances that are not in the data are skipped whole with a message
+(see make_voxceleb1.py). Everything is written atomically through DataDir.save / write_lines.
+"""
+import os
+import sys
+
+from subtools.data_dir import utt2dur
+from subtools.kaldi.data_dir import DataDir, utt2spk_to_spk2utt
+from subtools.kaldi.fileio import write_lines
+
+
+class PrepError(Exception):
+    """Bad or missing corpus input; the message names the file or directory."""
+
+
+def require_dir(path, what):
+    if not os.path.isdir(path):
+        raise PrepError(f"{what}: directory not found: {path}")
+    return path
+
+
+def require_file(path, what):
+    if not os.path.isfile(path):
+        raise PrepError(f"{what}: file not found: {path}")
+    return path
+
+
+def find_audio(root, ext):
+    """Sorted paths (relative to ``root``) of the files ending in ``ext`` under ``root``."""
+    found = []
+    for directory, _, files in os.walk(root):
+        found += [os.path.relpath(os.path.join(directory, f), root) for f in files if f.endswith(ext)]
+    return sorted(found)
+
+
+def write_dir(path, wav_scp, utt2spk, nj=1, tables=None, durations=True):
+    """Write a data dir from {utt: entry} and {utt: spk} (plus extra tables by file name), with
+    utt2dur from the audio headers (``nj`` threads) unless ``durations`` is False."""
+    data = DataDir(wav_scp=dict(wav_scp), utt2spk=dict(utt2spk))
+    data.spk2utt = utt2spk_to_spk2utt(data.utt2spk)
+    data.tables.update(tables or {})
+    data.save(path)
+    if durations:
+        data.utt2dur = utt2dur(path, nj)
+        data.save(path)
+    return data
+
+
+def write_trials(data_path, name, lines):
+    write_lines(os.path.join(data_path, "trials", name), lines)
+
+
+def remove_trials(data_path, name):
+    """Remove a trials file left by an earlier run (its list is gone or no longer fits the data)."""
+    path = os.path.join(data_path, "trials", name)
+    if os.path.isfile(path):
+        os.remove(path)
+
+
+def warn(message):
+    print(f"WARNING: {message}", file=sys.stderr)
+
+
+def run(main):
+    """Run a script's main(), turning PrepError/ValueError into a one-line error and exit 1."""
+    try:
+        main()
+    except (PrepError, ValueError, FileNotFoundError) as err:
+        sys.exit(f"{os.path.basename(sys.argv[0])}: error: {err}")
