@@ -1,0 +1,136 @@
+#!/usr/bin/env python3
+"""Energy VAD of a data dir as Kaldi compute-vad (sid/compute_vad_decision.sh).
+
+    python3 subtools/compute_vad.py --conf conf/vad.conf data/train
+
+Writes ``DATA/data/vad_<set>.<job>.ark/.scp`` and ``DATA/vad.scp``: per utterance a float32 vector
+``[T]`` of 0/1 (1 = voiced), T = the utterance's feature frames.
+
+Where the log-energy comes from (``DATA/conf/feat_type`` and ``feats.conf``, written by
+make_features.py): when the features carry it (MFCC with use-energy, Kaldi's default; fbank with
+use-energy) it is read from feats.scp (column 0, or the last one with htk-compat), as Kaldi does.
+Otherwise (our 80-dim fbank) it is computed from the audio in wav.scp: Kaldi's raw log-energy
+(= MFCC C0) with the features' framing, so T matches utt2num_frames (checked).
+Utterances whose features/audio fail are skipped and listed in ``DATA/log/compute_vad.failed``;
+utterances with no voiced frame are kept and listed in ``DATA/log/vad.zero_voiced`` (make_nosil.py
+skips them).
+"""
+import argparse
+import os
+import sys
+
+import kaldiio
+
+from subtools.kaldi.ark_jobs import report_failed, run_jobs
+from subtools.kaldi.audio import read_audio
+from subtools.kaldi.data_dir import read_sorted_table
+from subtools.kaldi.features import FeatureExtractor
+from subtools.kaldi.fileio import read_table, write_lines, write_table
+from subtools.kaldi.vad import compute_vad, read_vad_conf
+
+
+class FeatsEnergy:
+    """(utt, feats.scp entry) -> log-energy column ``[T]``."""
+
+    def __init__(self, column):
+        self.column = column
+
+    def __call__(self, utt, entry):
+        return kaldiio.load_mat(entry)[:, self.column]
+
+
+class AudioEnergy:
+    """(utt, "num_frames wav.scp-entry") -> raw log-energy ``[T]`` computed from the audio."""
+
+    def __init__(self, extractor):
+        self.extractor = extractor
+
+    def __call__(self, utt, value):
+        frames, entry = value.split(None, 1)
+        wave, _ = read_audio(entry, utt, expected_rate=self.extractor.sample_rate, channel=self.extractor.channel)
+        energy = self.extractor.frame_log_energy(wave)
+        if len(energy) != int(frames):
+            raise ValueError(f"utterance {utt}: audio gives {len(energy)} frames but utt2num_frames says {frames}")
+        return energy
+
+
+class VadWorker:
+    """Wraps an energy source: (utt, value) -> 0/1 float32 ``[T]``."""
+
+    def __init__(self, energy, vad_opts):
+        self.energy, self.vad_opts = energy, vad_opts
+
+    def __call__(self, utt, value):
+        return compute_vad(self.energy(utt, value), **self.vad_opts)
+
+
+def energy_source(data, extractor, source):
+    """Pick (items, energy callable, description) for ``source`` in {auto, feats, audio}."""
+    feats = read_sorted_table(os.path.join(data, "feats.scp"))
+    column = extractor.energy_column()
+    if source == "feats" or (source == "auto" and column is not None):
+        if column is None:
+            raise ValueError(f"{data}: {extractor.feat_type} features have no log-energy column (use --source audio)")
+        return list(feats.items()), FeatsEnergy(column), f"column {column} of feats.scp"
+    wav = read_sorted_table(os.path.join(data, "wav.scp"))
+    frames = read_table(os.path.join(data, "utt2num_frames"))
+    missing = [u for u in feats if u not in wav or u not in frames]
+    if missing:
+        raise ValueError(
+            f"{data}: {len(missing)} utterances of feats.scp lack wav.scp/utt2num_frames, e.g. {missing[0]}"
+        )
+    items = [(u, f"{frames[u]} {wav[u]}") for u in feats]
+    return items, AudioEnergy(extractor), "raw log-energy from wav.scp audio"
+
+
+def run_compute_vad(data, vad_conf, nj=1, fix_context=False, source="auto", feat_type=None, feat_conf=None):
+    """Library entry point of the CLI; returns (vad scp dict, failed dict, zero-voiced list)."""
+    vad_opts = read_vad_conf(vad_conf)
+    vad_opts["fix_context"] = fix_context
+    conf_dir = os.path.join(data, "conf")
+    if feat_type is None:
+        with open(os.path.join(conf_dir, "feat_type")) as f:
+            feat_type = f.read().strip()
+    extractor = FeatureExtractor.from_conf(feat_type, feat_conf or os.path.join(conf_dir, "feats.conf"))
+    items, energy, what = energy_source(data, extractor, source)
+    print(f"compute_vad: {data}: energy = {what}", file=sys.stderr)
+    name = f"vad_{os.path.basename(os.path.normpath(data))}"
+    vad_scp = os.path.join(data, "vad.scp")
+    stamp = f"{sorted(vad_opts.items())} {what} {extractor.stamp()}"
+    scp, _, failed = run_jobs(
+        items, lambda: VadWorker(energy, vad_opts), os.path.abspath(os.path.join(data, "data")), name, nj,
+        config_stamp=stamp, outputs=[vad_scp],
+    )
+    report_failed(os.path.join(data, "log", "compute_vad.failed"), failed, f"compute_vad {data}")
+    if not scp:
+        raise RuntimeError(f"compute_vad: all utterances of {data} failed; nothing written")
+    zero = [u for u, entry in scp.items() if not kaldiio.load_mat(entry).any()]
+    zero_path = os.path.join(data, "log", "vad.zero_voiced")
+    write_lines(zero_path, zero)
+    if zero:
+        print(f"WARNING: compute_vad: {len(zero)} utterances have no voiced frame (listed in {zero_path})",
+              file=sys.stderr)
+    write_table(vad_scp, scp)
+    return scp, failed, zero
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--conf", default="conf/vad.conf", help="Kaldi compute-vad option file")
+    parser.add_argument("--nj", type=int, default=1, help="parallel jobs")
+    parser.add_argument("--fix-context", action="store_true",
+                        help="test the energy of each context frame (Kaldi's loop tests the centre frame only)")
+    parser.add_argument("--source", choices=["auto", "feats", "audio"], default="auto",
+                        help="where the log-energy comes from (see above)")
+    parser.add_argument("--feat-type", choices=["fbank", "mfcc"], help="override DATA/conf/feat_type")
+    parser.add_argument("--feat-conf", help="override DATA/conf/feats.conf (framing for --source audio)")
+    parser.add_argument("data", help="data dir with feats.scp (and wav.scp for --source audio)")
+    args = parser.parse_args(argv)
+    try:
+        run_compute_vad(args.data, args.conf, args.nj, args.fix_context, args.source, args.feat_type, args.feat_conf)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        sys.exit(f"compute_vad.py: error: {e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""Kaldi data-dir tools (Kaldi utils/ equivalents), one sub-command each:
+
+  validate DIR                      list problems, exit 1 if any (validate_data_dir.sh)
+  fix DIR                           sort, drop inconsistent entries, report them (fix_data_dir.sh)
+  subset SRC DST (--utt-list F | --spk-list F | --num N | --per-spk N)
+  split [--by spk|utt] SRC N        SRC/split{N}[utt]/{1..N}
+  combine DST SRC...                union (combine_data.sh)
+  filter [--exclude] SRC DST LIST   keep (or drop) the utterance ids listed in LIST (first column)
+  remove-utt [--min-frames 200] [--min-utts 8] SRC DST   ASV-subtools removeUtt
+  spk2utt DIR / utt2spk DIR         write one from the other
+  utt2dur [--nj N] DIR              durations from wav.scp (reads headers, runs pipes)
+  utt2num-frames DIR                frame counts from feats.scp
+"""
+import argparse
+import os
+import sys
+
+import kaldiio
+import soundfile
+
+from subtools.kaldi import data_dir as dd
+from subtools.kaldi.audio import AudioError, read_audio
+from subtools.kaldi.fileio import read_table, write_table
+
+
+def _first_column(path):
+    with open(path) as f:
+        return [line.split()[0] for line in f if line.strip()]
+
+
+def _print_removed(removed, what):
+    for utt, reason in sorted(removed.items()):
+        print(f"  removed {utt}: {reason}")
+    print(f"{what}: {len(removed)} utterances removed")
+
+
+def utt2dur(data, nj=1):
+    """{utt: seconds} for wav.scp; file headers are read with soundfile, pipes are run. Bad entries
+    raise AudioError naming the utterance."""
+    wav = dd.read_sorted_table(os.path.join(data, "wav.scp"))
+
+    def duration(item):
+        utt, entry = item
+        if not entry.rstrip().endswith("|"):
+            try:
+                info = soundfile.info(entry)
+                return utt, info.frames / info.samplerate
+            except (soundfile.LibsndfileError, RuntimeError) as e:
+                raise AudioError(f"utterance {utt}: cannot read header of {entry}: {e}") from None
+        wave, rate = read_audio(entry, utt)
+        return utt, len(wave) / rate
+
+    if nj > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(nj) as pool:
+            return dict(pool.map(duration, wav.items()))
+    return dict(map(duration, wav.items()))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("validate", help="list problems; exit 1 if any").add_argument("dir")
+    sub.add_parser("fix", help="make consistent in place; report what was dropped").add_argument("dir")
+    p = sub.add_parser("subset", help="subset by list / evenly spread / per speaker")
+    p.add_argument("src")
+    p.add_argument("dst")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--utt-list", help="file whose first column lists utterance ids")
+    g.add_argument("--spk-list", help="file whose first column lists speaker ids")
+    g.add_argument("--num", type=int, help="N utterances evenly spread")
+    g.add_argument("--per-spk", type=int, help="N utterances per speaker, evenly spread")
+    p = sub.add_parser("split", help="split into N parts")
+    p.add_argument("--by", choices=["spk", "utt"], default="spk")
+    p.add_argument("src")
+    p.add_argument("n", type=int)
+    p = sub.add_parser("combine", help="union of data dirs")
+    p.add_argument("dst")
+    p.add_argument("srcs", nargs="+")
+    p = sub.add_parser("filter", help="keep (or --exclude) the listed utterances")
+    p.add_argument("--exclude", action="store_true")
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("list", help="file whose first column lists utterance ids")
+    p = sub.add_parser("remove-utt", help="drop short utterances, then speakers with few utterances")
+    p.add_argument("--min-frames", type=int, default=200)
+    p.add_argument("--min-utts", type=int, default=8)
+    p.add_argument("src")
+    p.add_argument("dst")
+    sub.add_parser("spk2utt", help="write spk2utt from utt2spk").add_argument("dir")
+    sub.add_parser("utt2spk", help="write utt2spk from spk2utt").add_argument("dir")
+    p = sub.add_parser("utt2dur", help="write utt2dur from wav.scp")
+    p.add_argument("--nj", type=int, default=1, help="threads (pipes run in parallel)")
+    p.add_argument("dir")
+    sub.add_parser("utt2num-frames", help="write utt2num_frames from feats.scp").add_argument("dir")
+    args = parser.parse_args(argv)
+
+    try:
+        if args.cmd == "validate":
+            problems = dd.validate_dir(args.dir)
+            for line in problems:
+                print(f"{args.dir}: {line}", file=sys.stderr)
+            if problems:
+                sys.exit(1)
+            print(f"{args.dir}: OK")
+        elif args.cmd == "fix":
+            print(dd.fix_dir(args.dir))
+        elif args.cmd == "subset":
+            out = dd.subset_dir(
+                args.src, args.dst,
+                utt_list=_first_column(args.utt_list) if args.utt_list else None,
+                spk_list=_first_column(args.spk_list) if args.spk_list else None,
+                num=args.num, per_spk=args.per_spk,
+            )
+            print(f"subset: {len(out.utt2spk)} utterances, {len(out.spk2utt)} speakers -> {args.dst}")
+        elif args.cmd == "split":
+            for path in dd.split_dir(args.src, args.n, args.by):
+                print(path)
+        elif args.cmd == "combine":
+            out, warnings = dd.combine_dirs(args.dst, args.srcs)
+            for line in warnings:
+                print(f"WARNING: {line}", file=sys.stderr)
+            print(f"combine: {len(out.utt2spk)} utterances -> {args.dst}")
+        elif args.cmd == "filter":
+            out = dd.filter_dir(args.src, args.dst, _first_column(args.list), args.exclude)
+            print(f"filter: {len(out.utt2spk)} utterances -> {args.dst}")
+        elif args.cmd == "remove-utt":
+            _print_removed(dd.remove_utt(args.src, args.dst, args.min_frames, args.min_utts), "remove-utt")
+        elif args.cmd == "spk2utt":
+            spk2utt = dd.utt2spk_to_spk2utt(read_table(os.path.join(args.dir, "utt2spk")))
+            write_table(os.path.join(args.dir, "spk2utt"), {s: " ".join(u) for s, u in spk2utt.items()})
+        elif args.cmd == "utt2spk":
+            spk2utt = {s: v.split() for s, v in read_table(os.path.join(args.dir, "spk2utt")).items()}
+            write_table(os.path.join(args.dir, "utt2spk"), dd.spk2utt_to_utt2spk(spk2utt))
+        elif args.cmd == "utt2dur":
+            write_table(os.path.join(args.dir, "utt2dur"), {u: repr(d) for u, d in utt2dur(args.dir, args.nj).items()})
+        elif args.cmd == "utt2num-frames":
+            feats = dd.read_sorted_table(os.path.join(args.dir, "feats.scp"))
+            write_table(os.path.join(args.dir, "utt2num_frames"),
+                        {u: kaldiio.load_mat(e).shape[0] for u, e in feats.items()})
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(f"data_dir.py {args.cmd}: error: {e}")
+
+
+if __name__ == "__main__":
+    main()

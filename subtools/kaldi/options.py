@@ -1,0 +1,56 @@
+"""Kaldi option files (``conf/*.conf``): one ``--name=value`` per line, ``#`` starts a comment.
+
+Parsing follows Kaldi's ParseOptions::ReadConfigFile: names are normalised (``_`` -> ``-``), a bare
+``--flag`` means ``--flag=true``, booleans accept true/false/t/f/1/0 (any case). Values stay strings
+here; :func:`typed_options` converts them against a table of known options and refuses unknown
+names with an error naming the file and line.
+"""
+
+
+def read_conf(path):
+    """Return {option name: (value string, "file:line")} in file order. ValueError on bad lines."""
+    options = {}
+    with open(path) as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            where = f"{path}:{lineno}"
+            if not line.startswith("--") or len(line) == 2:
+                raise ValueError(f"{where}: expected '--name=value', got '{line}'")
+            name, _, value = line[2:].partition("=")
+            options[name.strip().replace("_", "-")] = (value.strip(), where)
+    return options
+
+
+def to_bool(text, where):
+    """Kaldi's boolean spelling -> bool."""
+    low = text.lower()
+    if low in ("", "true", "t", "1"):
+        return True
+    if low in ("false", "f", "0"):
+        return False
+    raise ValueError(f"{where}: expected a boolean (true/false), got '{text}'")
+
+
+def typed_options(conf, known, what):
+    """Convert ``conf`` ({name: (text, where)}) using ``known`` ({name: type}).
+
+    Returns {name: value}. ValueError naming the file:line for an unknown option or a bad value;
+    the message lists the options ``what`` (e.g. "fbank") supports.
+    """
+    out = {}
+    for name, (text, where) in conf.items():
+        if name not in known:
+            raise ValueError(
+                f"{where}: option --{name} is not supported for {what}; supported: "
+                + " ".join(f"--{n}" for n in sorted(known))
+            )
+        kind = known[name]
+        try:
+            out[name] = to_bool(text, where) if kind is bool else kind(text)
+        except ValueError as e:
+            if kind is bool:
+                raise
+            raise ValueError(f"{where}: --{name}: expected {kind.__name__}, got '{text}'") from e
+    return out

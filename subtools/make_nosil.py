@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""Sliding CMN then voiced-frame selection: SRC -> DST data dir (ASV-subtools stage 0, ``*_nosil``).
+
+    python3 subtools/make_nosil.py --nj 4 --cmn-window 300 data/train data/train_nosil
+
+As Kaldi ``apply-cmvn-sliding --norm-vars=false --center=true --cmn-window=300 | select-voiced-frames``.
+Reads SRC/feats.scp and SRC/vad.scp; writes DST/data/nosil_feats_<dst>.<job>.ark/.scp, then DST
+with every utterance/speaker table of SRC (wav.scp, utt2spk, utt2dur, spk2gender, ... and trials/)
+restricted to the kept utterances, its own utt2num_frames (voiced frames) and, last, feats.scp.
+vad.scp is not carried (all frames of DST are voiced).
+
+Skipped and listed in ``DST/log/make_nosil.skipped`` (``utt reason``): utterances with 0 voiced
+frames, without a vad.scp entry, or whose VAD length differs from the features.
+"""
+import argparse
+import os
+import sys
+
+import kaldiio
+
+from subtools.kaldi.ark_jobs import report_failed, run_jobs
+from subtools.kaldi.cmvn import sliding_cmn
+from subtools.kaldi.data_dir import DataDir
+from subtools.kaldi.fileio import write_table
+from subtools.kaldi.vad import select_voiced
+
+
+class NosilWorker:
+    """(utt, "feats-entry<TAB>vad-entry") -> CMN'd voiced frames ``[T_voiced, F]``."""
+
+    def __init__(self, cmn_window):
+        self.cmn_window = cmn_window
+
+    def __call__(self, utt, value):
+        feats_entry, vad_entry = value.split("\t")
+        feats = kaldiio.load_mat(feats_entry)
+        try:
+            voiced = select_voiced(sliding_cmn(feats, self.cmn_window, center=True), kaldiio.load_mat(vad_entry))
+        except ValueError as e:
+            raise ValueError(f"utterance {utt}: {e}") from None
+        if voiced.shape[0] == 0:
+            raise ValueError(f"utterance {utt}: 0 voiced frames (of {feats.shape[0]})")
+        return voiced
+
+
+def make_nosil(src, dst, nj=1, cmn_window=300, compress=False):
+    """Library entry point of the CLI; returns {utt: reason} of the skipped utterances."""
+    if os.path.abspath(src) == os.path.abspath(dst):
+        raise ValueError("make_nosil: DST must differ from SRC")
+    data = DataDir.load(src)
+    if data.feats_scp is None or data.vad_scp is None:
+        raise FileNotFoundError(f"{src}: feats.scp and vad.scp are required")
+    skipped = {u: "no vad.scp entry" for u in data.feats_scp if u not in data.vad_scp}
+    items = [(u, f"{e}\t{data.vad_scp[u]}") for u, e in sorted(data.feats_scp.items()) if u in data.vad_scp]
+    name = f"nosil_feats_{os.path.basename(os.path.normpath(dst))}"
+    feats_scp = os.path.join(dst, "feats.scp")
+    scp, lengths, failed = run_jobs(
+        items, lambda: NosilWorker(cmn_window), os.path.abspath(os.path.join(dst, "data")), name, nj,
+        config_stamp=f"cmn_window={cmn_window}", compress=compress, outputs=[feats_scp],
+    )
+    skipped.update(failed)
+    report_failed(os.path.join(dst, "log", "make_nosil.skipped"), skipped, f"make_nosil {src}")
+    if not scp:
+        raise RuntimeError(f"make_nosil: no utterance of {src} kept; nothing written")
+    out = data.select(scp)
+    out.vad_scp = None
+    out.feats_scp = None
+    out.utt2num_frames = lengths
+    out.save(dst)
+    write_table(feats_scp, scp)
+    print(f"make_nosil: {len(scp)} utterances -> {dst}", file=sys.stderr)
+    return skipped
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--nj", type=int, default=1, help="parallel jobs")
+    parser.add_argument("--cmn-window", type=int, default=300, help="sliding CMN window in frames (centred)")
+    parser.add_argument("--compress", action="store_true", help="Kaldi-compress the arks")
+    parser.add_argument("src", help="data dir with feats.scp and vad.scp")
+    parser.add_argument("dst", help="output data dir")
+    args = parser.parse_args(argv)
+    try:
+        make_nosil(args.src, args.dst, args.nj, args.cmn_window, args.compress)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        sys.exit(f"make_nosil.py: error: {e}")
+
+
+if __name__ == "__main__":
+    main()
