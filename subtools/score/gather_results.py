@@ -1,0 +1,152 @@
+"""Score every test set of an experiment and print one results table (called by
+``recipe/serialized-experiments/gather_results_sitw_voxceleb1.sh``).
+
+Reads ``EXP/config/config.yaml`` (keys ``backend``, ``test_sets``, ``extract.epochs``), and for each
+epoch E scores each test set with the chosen back-end on the embeddings in ``EXP/far_epoch_<E>/``:
+
+* ``--backend plda``   -> ``backend.chain``          (default ``submean-lda-norm-plda``)
+* ``--backend cosine`` -> ``backend.cosine_chain``   (default ``submean-norm-cosine``)
+* ``--backend asnorm`` -> ``backend.asnorm_chain``   (default: the cosine chain + ``-asnorm``;
+  cohort ``backend.cohort_set``, top N ``backend.asnorm_top_n``)
+
+The back-end is trained on ``EXP/far_epoch_<E>/<backend.plda_train_set>`` (models cached in
+``EXP/far_epoch_<E>/backend/<train_set>/<chain>/``). Outputs:
+
+* scores  ``EXP/far_epoch_<E>/scores/<backend>/<test set>.score``
+* table   ``EXP/<backend>.results`` (also printed): epoch, set, trials, EER %, minDCF(0.01), minDCF(0.001)
+* DET     ``EXP/det_<backend>_epoch<E>.png`` (all test sets of the epoch on one plot)
+
+A test set whose embeddings or trials file is missing is skipped with a message. Trials naming
+absent vectors are skipped and reported (``--on-missing stop`` to stop instead).
+"""
+import argparse
+import os
+import sys
+
+import yaml
+
+from subtools.kaldi.fileio import atomic_write
+from subtools.score.metrics import compute_all, plot_det
+from subtools.score.score_sets import Backend, EmbeddingSet
+from subtools.score.trials import read_trials, write_scores
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HEADER = ("epoch", "test set", "trials", "EER(%)", "minDCF(0.01)", "minDCF(0.001)")
+
+
+def chain_for(backend, cfg):
+    """The chain string of ``backend`` (plda | cosine | asnorm) from the config's ``backend`` section."""
+    cosine = cfg.get("cosine_chain", "submean-norm-cosine")
+    chains = {"plda": cfg.get("chain", "submean-lda-norm-plda"), "cosine": cosine,
+              "asnorm": cfg.get("asnorm_chain", cosine + "-asnorm")}
+    return chains[backend]
+
+
+def resolve_path(path):
+    """A config path: as given (relative to the working dir), else relative to the repo root."""
+    if os.path.isabs(path) or os.path.exists(path):
+        return path
+    alt = os.path.join(REPO_ROOT, path)
+    return alt if os.path.exists(alt) else path
+
+
+def format_table(rows):
+    """Aligned text table of ``rows`` (tuples of strings) under HEADER."""
+    widths = [max(len(str(r[i])) for r in [HEADER] + rows) for i in range(len(HEADER))]
+    lines = ["  ".join(str(c).ljust(w) if i < 2 else str(c).rjust(w)
+                       for i, (c, w) in enumerate(zip(r, widths))) for r in [HEADER] + rows]
+    return "\n".join(lines)
+
+
+def gather(exp, backend_name, epochs=None, chain=None, on_missing="skip", log=print):
+    """Score all test sets for all epochs; returns the table text (also saved and printed)."""
+    cfg_path = os.path.join(exp, "config", "config.yaml")
+    with open(cfg_path) as f:
+        cfg = yaml.safe_load(f) or {}
+    bcfg = cfg.get("backend") or {}
+    test_sets = cfg.get("test_sets") or []
+    if not test_sets:
+        raise ValueError(f"{cfg_path}: no test_sets listed")
+    epochs = epochs or (cfg.get("extract") or {}).get("epochs") or []
+    if not epochs:
+        raise ValueError(f"{cfg_path}: no extract.epochs and no --epochs given")
+    chain = chain or chain_for(backend_name, bcfg)
+    train_name = bcfg.get("plda_train_set")
+    if not train_name:
+        raise ValueError(f"{cfg_path}: backend.plda_train_set is not set")
+    rows = []
+    for epoch in epochs:
+        emb = os.path.join(exp, f"far_epoch_{epoch}")
+        train_dir = os.path.join(emb, train_name)
+        if not os.path.isfile(os.path.join(train_dir, "xvector.scp")):
+            log(f"SKIP epoch {epoch}: no back-end training embeddings {train_dir}/xvector.scp")
+            continue
+        backend = Backend(chain, bcfg.get("lda_dim", 256), bcfg.get("plda_iters", 10),
+                          bcfg.get("asnorm_top_n", 300))
+        backend.fit(EmbeddingSet(train_dir),
+                    os.path.join(emb, "backend", train_name, chain.replace("-asnorm", "")), log=log)
+        if backend.use_asnorm:
+            cohort = os.path.join(emb, bcfg.get("cohort_set", train_name))
+            if not os.path.isfile(os.path.join(cohort, "xvector.scp")):
+                log(f"SKIP epoch {epoch}: no AS-norm cohort embeddings {cohort}/xvector.scp")
+                continue
+            backend.set_cohort(EmbeddingSet(cohort))
+        sets = {}
+        systems = []
+        for ts in test_sets:
+            name = ts["name"]
+            dirs = [os.path.join(emb, ts["enroll"]), os.path.join(emb, ts["test"])]
+            absent = [d for d in dict.fromkeys(dirs) if not os.path.isfile(os.path.join(d, "xvector.scp"))]
+            trials_path = resolve_path(ts["trials"])
+            if absent:
+                log(f"SKIP {name} (epoch {epoch}): embeddings missing: "
+                    + ", ".join(f"{d}/xvector.scp" for d in absent))
+                continue
+            if not os.path.isfile(trials_path):
+                log(f"SKIP {name} (epoch {epoch}): trials file missing: {trials_path}")
+                continue
+            for d in dirs:
+                if d not in sets:
+                    sets[d] = EmbeddingSet(d)
+            trials = read_trials(trials_path, need_labels=True)
+            kept, scores = backend.score(trials, sets[dirs[0]], sets[dirs[1]], on_missing)
+            write_scores(os.path.join(emb, "scores", backend_name, f"{name}.score"), kept, scores)
+            m = compute_all(scores, kept.labels)
+            n = f"{len(kept)}" if len(kept) == len(trials) else f"{len(kept)}/{len(trials)}"
+            rows.append((str(epoch), name, n, f"{m['eer']:.3f}", f"{m['mindcf_0.01']:.4f}",
+                         f"{m['mindcf_0.001']:.4f}"))
+            systems.append((name, scores, kept.labels))
+        if systems:
+            det = os.path.join(exp, f"det_{backend_name}_epoch{epoch}.png")
+            plot_det(systems, det, title=f"{os.path.basename(os.path.normpath(exp))} epoch {epoch} "
+                                         f"({backend_name})")
+            log(f"DET curves -> {det}")
+    if not rows:
+        raise ValueError(f"{exp}: nothing scored (see the SKIP messages above)")
+    table = (f"# {exp}  backend={backend_name}  chain={chain}  trained on {train_name}\n"
+             + format_table(rows))
+    with atomic_write(os.path.join(exp, f"{backend_name}.results")) as f:
+        f.write(table + "\n")
+    return table
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("exp", help="experiment dir (holds config/config.yaml and far_epoch_<E>/)")
+    p.add_argument("--epochs", help='space-separated epochs, e.g. "6 7" (default: extract.epochs)')
+    p.add_argument("--backend", choices=["plda", "cosine", "asnorm"], default="plda")
+    p.add_argument("--chain", help="override the chain named in the config")
+    p.add_argument("--on-missing", choices=["stop", "skip"], default="skip",
+                   help="trials naming absent vectors: skip and report (default) or stop")
+    args = p.parse_args(argv)
+    epochs = args.epochs.split() if args.epochs else None
+    try:
+        table = gather(args.exp, args.backend, epochs, args.chain, args.on_missing)
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(f"gather_results: {e}")
+    print(table)
+    print(f"saved -> {os.path.join(args.exp, args.backend + '.results')}")
+
+
+if __name__ == "__main__":
+    main()
