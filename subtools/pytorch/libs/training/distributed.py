@@ -1,0 +1,57 @@
+"""torch.distributed helpers for runs under ``torchrun`` (NCCL on GPU, gloo on CPU).
+
+Outside torchrun (no ``WORLD_SIZE`` in the environment, or 1) everything is a single process and the
+helpers are no-ops.
+"""
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def init_from_env(use_cuda):
+    """Join the process group torchrun describes. Returns ``(rank, world_size, local_rank)``."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if world_size > 1 and not dist.is_initialized():
+        if use_cuda:
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return rank, world_size, local_rank
+
+
+def is_distributed():
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def all_reduce_sum(tensor):
+    """Sum ``tensor`` over ranks in place (no-op in a single process); returns it."""
+    if is_distributed():
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def broadcast(tensor, src=0):
+    """Broadcast ``tensor`` from ``src`` in place (no-op in a single process); returns it."""
+    if is_distributed():
+        dist.broadcast(tensor, src)
+    return tensor
+
+
+def broadcast_buffers(module, src=0):
+    """Copy ``src``'s buffers (BatchNorm running statistics) to every rank. DDP broadcasts them before
+    each forward, so after the last forward of an epoch each rank holds its own update."""
+    if is_distributed():
+        for buffer in module.buffers():
+            dist.broadcast(buffer.data, src)
+
+
+def barrier():
+    if is_distributed():
+        dist.barrier()
+
+
+def cleanup():
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""Train the model of an experiment dir (launcher stage 3; also the per-process entry under torchrun).
+
+Reads ``EXP/config/config.yaml`` (the launcher's merged config) and the model record
+``EXP/config/{blueprint.py,nnet.config,params.dict}``, the egs of ``egs.dir``, and writes
+``EXP/<epoch>.params`` and ``EXP/log/train.csv``.
+
+    python3 subtools/pytorch/pipeline/train.py --exp-dir EXP [--train-stage N] [--device cpu|cuda]
+    torchrun --standalone --nproc_per_node=2 subtools/pytorch/pipeline/train.py --exp-dir EXP --device cuda
+
+``--train-stage``: -1 (default) resumes from the latest ``N.params`` (from scratch if none; nothing to do
+when all epochs are done); 0 starts from scratch; N resumes from ``N.params``. ``training.batch_size`` is
+per process. Under torchrun the backend is NCCL with ``--device cuda`` and gloo otherwise.
+"""
+import argparse
+import logging
+import os
+import sys
+
+import torch
+import yaml
+
+from subtools.pytorch.libs.egs.egs import ChunkEgs, make_train_loader, make_valid_loader
+from subtools.pytorch.libs.support.utils import set_seed, setup_logging
+from subtools.pytorch.libs.training import distributed
+from subtools.pytorch.libs.training.checkpoint import build_model, latest_epoch
+from subtools.pytorch.libs.training.lr_scheduler import LRSchedulerWrapper
+from subtools.pytorch.libs.training.optim import get_optimizer
+from subtools.pytorch.libs.training.trainer import SimpleTrainer
+
+logger = logging.getLogger("train")
+
+
+def train(exp_dir, train_stage=-1, device_type="cpu"):
+    """Run (or resume) the training of ``exp_dir``; returns the trained model (None if all epochs were
+    already done)."""
+    with open(os.path.join(exp_dir, "config", "config.yaml")) as f:
+        config = yaml.safe_load(f)
+    opts = config["training"]
+    use_cuda = device_type == "cuda"
+    if use_cuda and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda requested but torch.cuda.is_available() is False")
+    rank, world_size, local_rank = distributed.init_from_env(use_cuda)
+    device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    start = latest_epoch(exp_dir) if train_stage < 0 else train_stage
+    if start >= opts["epochs"]:
+        logger.info("%s: %d of %d epochs already trained, nothing to do", exp_dir, start, opts["epochs"])
+        return None
+    set_seed(int(opts["seed"]))
+    model = build_model(exp_dir)
+    if rank == 0 and hasattr(model, "get_model_info"):
+        logger.info("model: %s", model.get_model_info())
+    optimizer = get_optimizer(model.parameters(), config["optimizer"])
+    scheduler = LRSchedulerWrapper(optimizer, config["lr_scheduler"])
+    egs_dir = config["egs"]["dir"]
+    train_set = ChunkEgs(os.path.join(egs_dir, "train.egs.csv"), specaug=config["egs"].get("specaug"),
+                         seed=int(opts["seed"]))
+    valid_set = ChunkEgs(os.path.join(egs_dir, "valid.egs.csv"))
+    workers = int(opts.get("num_workers", 0))
+    train_loader = make_train_loader(train_set, int(opts["batch_size"]), int(opts["seed"]), workers,
+                                     int(opts.get("prefetch_factor", 2)), rank, world_size, pin_memory=use_cuda)
+    valid_loader = make_valid_loader(valid_set, int(opts["batch_size"]), workers)
+    trainer = SimpleTrainer(model, optimizer, scheduler, train_loader, valid_loader, exp_dir, opts["epochs"],
+                            device=device, report_interval=opts.get("report_interval", 100),
+                            clip_grad_norm=opts.get("clip_grad_norm"), amp=opts.get("amp"), rank=rank,
+                            world_size=world_size, progress_bar=opts.get("progress_bar", True))
+    if start > 0:
+        logger.info("resuming %s from %d.params", exp_dir, start)
+        trainer.load(start)
+    try:
+        trainer.run(start)
+    finally:
+        distributed.cleanup()
+    return trainer.core
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--exp-dir", required=True, help="experiment dir with config/ written by the launcher")
+    parser.add_argument("--train-stage", type=int, default=-1,
+                        help="-1: resume from the latest checkpoint; 0: from scratch; N: from N.params")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    args = parser.parse_args(argv)
+    setup_logging()
+    train(args.exp_dir, args.train_stage, args.device)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
