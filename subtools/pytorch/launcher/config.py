@@ -9,7 +9,9 @@ Includes may nest; a cycle is an error.
 ``true``, ``null``, ``[1, 2]``, ``{x: 1}``), missing intermediate mappings are created and an integer
 path element indexes a list (``test_sets.0.trials=...``).
 
-:data:`DEFAULTS` fills what a config leaves out; ``resolve`` also derives ``egs.dir`` when unset.
+:data:`DEFAULTS` fills what a config leaves out (the ``optimizer`` section as a whole: its options
+depend on the optimizer named, so a config's own section is never mixed with the default SGD's);
+``resolve`` also derives ``egs.dir`` when unset.
 """
 import copy
 import os
@@ -88,7 +90,8 @@ def parse_override(text):
 
 def resolve(config):
     """Fill defaults and derived paths; returns a new dict."""
-    config = deep_merge(DEFAULTS, config)
+    defaults = DEFAULTS if "optimizer" not in config else {k: v for k, v in DEFAULTS.items() if k != "optimizer"}
+    config = deep_merge(defaults, config)
     for key in ("exp_dir", "train_set", "model"):
         if not config.get(key):
             raise ValueError(f"config lacks '{key}'")

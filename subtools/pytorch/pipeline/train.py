@@ -3,7 +3,7 @@
 
 Reads ``EXP/config/config.yaml`` (the launcher's merged config) and the model record
 ``EXP/config/{blueprint.py,nnet.config,params.dict}``, the egs of ``egs.dir``, and writes
-``EXP/<epoch>.params`` and ``EXP/log/train.csv``.
+``EXP/<epoch>.params``, ``EXP/log/train.csv`` and ``EXP/config/model_info.yaml`` (parameter counts).
 
     python3 subtools/pytorch/pipeline/train.py --exp-dir EXP [--train-stage N] [--device cpu|cuda]
     torchrun --standalone --nproc_per_node=2 subtools/pytorch/pipeline/train.py --exp-dir EXP --device cuda
@@ -20,6 +20,7 @@ import sys
 import torch
 import yaml
 
+from subtools.kaldi.fileio import atomic_write
 from subtools.pytorch.libs.egs.egs import ChunkEgs, make_train_loader, make_valid_loader
 from subtools.pytorch.libs.support.utils import set_seed, setup_logging
 from subtools.pytorch.libs.training import distributed
@@ -48,8 +49,11 @@ def train(exp_dir, train_stage=-1, device_type="cpu"):
         return None
     set_seed(int(opts["seed"]))
     model = build_model(exp_dir)
-    if rank == 0 and hasattr(model, "get_model_info"):
-        logger.info("model: %s", model.get_model_info())
+    if rank == 0:
+        info = model.get_model_info()
+        logger.info("model: %s", info)
+        with atomic_write(os.path.join(exp_dir, "config", "model_info.yaml")) as f:
+            yaml.safe_dump(info, f)
     optimizer = get_optimizer(model.parameters(), config["optimizer"])
     scheduler = LRSchedulerWrapper(optimizer, config["lr_scheduler"])
     egs_dir = config["egs"]["dir"]

@@ -2,11 +2,12 @@
 
 ``train.csv`` (comma separated, header)::
 
-    epoch,iter,train_loss,valid_loss,train_acc,valid_acc,lr
+    epoch,iter,train_loss,valid_loss,train_acc,valid_acc,lr,elapsed_s
 
 one row per report (every ``report_interval`` iterations and at the end of each epoch); ``epoch`` is
 1-based, ``iter`` counts iterations within the epoch; losses and accuracies are averages since the
-previous report (training) or over the whole validation set (empty when there is none). The file is
+previous report (training) or over the whole validation set (empty when there is none); ``elapsed_s``
+is the training wall time in seconds since epoch 1 began, summed over resumed runs. The file is
 rewritten atomically on each report; on resume from epoch N the rows of later epochs are dropped.
 Only rank 0 reports (the others create a disabled Reporter). Tensorboard scalars go to ``EXP/log/tb``
 when ``torch.utils.tensorboard`` can be imported.
@@ -14,6 +15,7 @@ when ``torch.utils.tensorboard`` can be imported.
 import csv
 import logging
 import os
+import time
 
 from tqdm import tqdm
 
@@ -21,7 +23,7 @@ from subtools.kaldi.fileio import atomic_write
 
 logger = logging.getLogger(__name__)
 
-COLUMNS = ["epoch", "iter", "train_loss", "valid_loss", "train_acc", "valid_acc", "lr"]
+COLUMNS = ["epoch", "iter", "train_loss", "valid_loss", "train_acc", "valid_acc", "lr", "elapsed_s"]
 
 
 class Reporter:
@@ -38,6 +40,8 @@ class Reporter:
         if os.path.exists(self.csv_path):
             with open(self.csv_path) as f:
                 self.rows = [r for r in csv.DictReader(f) if int(r["epoch"]) <= start_epoch]
+        self.elapsed_before = float(self.rows[-1].get("elapsed_s") or 0.0) if self.rows else 0.0
+        self.started = time.monotonic()
         try:
             from torch.utils.tensorboard import SummaryWriter
             self.writer = SummaryWriter(os.path.join(exp_dir, "log", "tb"))
@@ -63,14 +67,14 @@ class Reporter:
         row = {"epoch": epoch + 1, "iter": iteration, "train_loss": f"{train_loss:.6f}",
                "valid_loss": "" if valid_loss is None else f"{valid_loss:.6f}",
                "train_acc": f"{train_acc:.6f}", "valid_acc": "" if valid_acc is None else f"{valid_acc:.6f}",
-               "lr": f"{lr:.6g}"}
+               "lr": f"{lr:.6g}", "elapsed_s": f"{self.elapsed_before + time.monotonic() - self.started:.1f}"}
         self.rows.append(row)
         with atomic_write(self.csv_path) as f:
             out = csv.DictWriter(f, fieldnames=COLUMNS)
             out.writeheader()
             out.writerows(self.rows)
         line = (f"epoch {epoch + 1}/{self.num_epochs} iter {iteration}/{self.iters_per_epoch} "
-                + " ".join(f"{k} {row[k] or '-'}" for k in COLUMNS[2:]))
+                + " ".join(f"{k} {row[k] or '-'}" for k in COLUMNS[2:-1]))
         if self.bar is not None:
             self.bar.write(line)
         else:
