@@ -133,3 +133,22 @@ def test_tiny_corpus_training_learns_speakers(tiny_corpus, tmp_path):
     chance = 1 / num_spks
     assert float(rows[-1][4]) > max(0.6, 4 * chance) and float(rows[-1][4]) > float(rows[0][4]), rows
     assert float(rows[-1][5]) >= 2 * chance, rows[-1]                  # 8 validation chunks only
+
+
+def test_same_seed_gives_identical_embeddings(experiment):
+    """Determinism: a second experiment from the same config (own egs, own training) gives the same
+    checkpoint and bit-identical embeddings."""
+    root, _ = experiment
+    exp2 = root / "exp_again"
+    assert main(["--config", str(root / "exp.yaml"), "--set", "training.report_interval=4",
+                 "--set", f"exp_dir={exp2}"]) == 0
+    first = torch.load(root / "exp" / "2.params", weights_only=True)["model"]
+    second = torch.load(exp2 / "2.params", weights_only=True)["model"]
+    assert first.keys() == second.keys()
+    for key in first:
+        assert torch.equal(first[key], second[key]), key
+    for name in ("test", "train"):
+        a = {u: kaldiio.load_mat(v) for u, v in read_table(root / "exp" / "far_epoch_2" / name / "xvector.scp").items()}
+        b = {u: kaldiio.load_mat(v) for u, v in read_table(exp2 / "far_epoch_2" / name / "xvector.scp").items()}
+        assert a.keys() == b.keys()
+        assert all(np.array_equal(a[u], b[u]) for u in a), name

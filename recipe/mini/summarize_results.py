@@ -1,7 +1,7 @@
 """The demo's results table: every system x back-end x test set, with parameter counts and training time.
 
     python3 recipe/mini/summarize_results.py --out exp/mini_results.txt --det exp/mini_det.png \\
-        --backends plda cosine EXP1 EXP2 ...
+        --backends plda,cosine EXP1 EXP2 ...
 
 Reads what the earlier stages left in each EXP: ``config/config.yaml`` (test sets, extracted epoch),
 ``config/model_info.yaml`` (parameter counts, written when training starts), ``log/train.csv``
@@ -70,12 +70,12 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="text file for the table")
     p.add_argument("--det", required=True, help="PNG with the DET curves of every system")
-    p.add_argument("--backends", nargs="+", default=["plda", "cosine"])
+    p.add_argument("--backends", default="plda,cosine", help="comma-separated back-ends (the first draws the DET)")
     p.add_argument("exps", nargs="+", help="experiment dirs")
     args = p.parse_args(argv)
     rows, curves = [], []
     for exp in args.exps:
-        r, c = system_rows(exp, args.backends)
+        r, c = system_rows(exp, args.backends.split(","))
         rows += r
         curves += c
     stamp = (f"# {time.strftime('%Y-%m-%d %H:%M')}  {platform.node()}  {os.cpu_count()} CPU cores  "
@@ -83,7 +83,7 @@ def main(argv=None):
     table = stamp + "\n" + format_table(rows)
     with atomic_write(args.out) as f:
         f.write(table + "\n")
-    plot_det(curves, args.det, title=f"built-in corpus ({args.backends[0]})")
+    plot_det(curves, args.det, title=f"built-in corpus ({args.backends.split(',')[0]})")
     print(table)
     print(f"table -> {args.out}, DET -> {args.det}")
 

@@ -9,8 +9,8 @@ Includes may nest; a cycle is an error.
 ``true``, ``null``, ``[1, 2]``, ``{x: 1}``), missing intermediate mappings are created and an integer
 path element indexes a list (``test_sets.0.trials=...``).
 
-:data:`DEFAULTS` fills what a config leaves out (the ``optimizer`` section as a whole: its options
-depend on the optimizer named, so a config's own section is never mixed with the default SGD's);
+:data:`DEFAULTS` fills what a config leaves out; the default SGD options fill the ``optimizer``
+section only when it names SGD (or no optimizer), since other optimizers take other options.
 ``resolve`` also derives ``egs.dir`` when unset.
 """
 import copy
@@ -90,7 +90,8 @@ def parse_override(text):
 
 def resolve(config):
     """Fill defaults and derived paths; returns a new dict."""
-    defaults = DEFAULTS if "optimizer" not in config else {k: v for k, v in DEFAULTS.items() if k != "optimizer"}
+    names_sgd = str((config.get("optimizer") or {}).get("name", "sgd")).lower() == "sgd"
+    defaults = DEFAULTS if names_sgd else {k: v for k, v in DEFAULTS.items() if k != "optimizer"}
     config = deep_merge(defaults, config)
     for key in ("exp_dir", "train_set", "model"):
         if not config.get(key):
