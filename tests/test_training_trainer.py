@@ -87,7 +87,9 @@ def test_resume_reproduces_uninterrupted_run(tmp_path, egs_dir, losses):
     assert ck["epoch"] == 2 and set(ck["rng"]) >= {"python", "numpy", "torch"}
     assert ck["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.05 * 0.5 ** 2)
     rows = (tmp_path / "b" / "log" / "train.csv").read_text().splitlines()
-    assert rows[0] == "epoch,iter,train_loss,valid_loss,train_acc,valid_acc,lr"
+    assert rows[0] == "epoch,iter,train_loss,valid_loss,train_acc,valid_acc,lr,elapsed_s"
+    elapsed = [float(r.split(",")[-1]) for r in rows[1:]]
+    assert elapsed == sorted(elapsed) and elapsed[0] > 0      # the resumed run adds to the first part's time
     assert [r.split(",")[0] for r in rows[1:]] == [r.split(",")[0] for r in
                                                    (tmp_path / "a" / "log" / "train.csv").read_text().splitlines()[1:]]
 
