@@ -21,9 +21,9 @@ def vox1_utt_id(path):
     return "-".join(parts[-3:])
 
 
-def _parse(path, convert):
-    """Apply ``convert(fields) -> (enroll, test, label)`` to each non-empty line of ``path``;
-    errors name the file and line."""
+def parse_lines(path, convert):
+    """Apply ``convert(fields)`` to the whitespace-split fields of each non-empty line of ``path`` and
+    return the list of results; a ValueError from ``convert`` is re-raised naming the file and line."""
     trials = []
     with open(path) as f:
         for lineno, line in enumerate(f, 1):
@@ -52,12 +52,12 @@ def _sitw_fields(fields):
 
 def read_vox1_list(path):
     """Read a VoxCeleb1 verification list into ``[(enroll_utt, test_utt, label)]``."""
-    return _parse(path, _vox1_fields)
+    return parse_lines(path, _vox1_fields)
 
 
 def read_sitw_key(path):
     """Read a SITW key file (e.g. ``keys/core-core.lst``) into ``[(model, test_utt, label)]``."""
-    return _parse(path, _sitw_fields)
+    return parse_lines(path, _sitw_fields)
 
 
 def read_trials(path):
@@ -66,7 +66,7 @@ def read_trials(path):
         if len(fields) != 3 or fields[2] not in LABELS:
             raise ValueError("expected 'enroll test target|nontarget'")
         return tuple(fields)
-    return _parse(path, kaldi_fields)
+    return parse_lines(path, kaldi_fields)
 
 
 def missing_keys(trials, enroll_keys, test_keys):

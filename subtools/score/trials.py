@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from subtools.kaldi.fileio import atomic_write
+from subtools.kaldi.trials import LABELS, parse_lines
 
 
 class MissingVectorsError(ValueError):
@@ -37,22 +38,18 @@ class Trials:
                       None if self.labels is None else self.labels[idx], self.source)
 
 
+def _trial_fields(fields):
+    if len(fields) not in (2, 3) or (len(fields) == 3 and fields[2] not in LABELS):
+        raise ValueError("expected 'enroll test [target|nontarget]'")
+    return fields[0], fields[1], fields[2] == LABELS[0] if len(fields) == 3 else None
+
+
 def read_trials(path, need_labels=False):
     """Read a Kaldi trials file; labels are kept when every line has the third field."""
-    enroll, test, labels = [], [], []
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) not in (2, 3) or (len(fields) == 3 and fields[2] not in ("target", "nontarget")):
-                raise ValueError(f"{path}:{lineno}: expected 'enroll test [target|nontarget]', "
-                                 f"got '{line.strip()}'")
-            enroll.append(fields[0])
-            test.append(fields[1])
-            labels.append(fields[2] == "target" if len(fields) == 3 else None)
-    if not enroll:
+    rows = parse_lines(path, _trial_fields)
+    if not rows:
         raise ValueError(f"{path}: no trials")
+    enroll, test, labels = (list(col) for col in zip(*rows))
     has = [x is not None for x in labels]
     if all(has):
         lab = np.array(labels, dtype=bool)
@@ -69,21 +66,18 @@ def write_scores(path, trials, scores):
         f.write("".join(f"{e} {t} {s:.6f}\n" for e, t, s in zip(trials.enroll, trials.test, scores)))
 
 
+def _score_fields(fields):
+    try:
+        if len(fields) != 3:
+            raise ValueError
+        return (fields[0], fields[1]), float(fields[2])
+    except ValueError:
+        raise ValueError("expected 'enroll test score'") from None
+
+
 def read_scores(path):
     """Score file -> dict ``(enroll, test) -> score``."""
-    out = {}
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            fields = line.split()
-            if not fields:
-                continue
-            try:
-                if len(fields) != 3:
-                    raise ValueError
-                out[(fields[0], fields[1])] = float(fields[2])
-            except ValueError:
-                raise ValueError(f"{path}:{lineno}: expected 'enroll test score', got '{line.strip()}'") from None
-    return out
+    return dict(parse_lines(path, _score_fields))
 
 
 def report_missing(what, keys, total, source):
