@@ -2,7 +2,7 @@
 # The whole recipe on the built-in corpus (what `make demo` runs): serialized multi-layer multi-head
 # attention x-vector against the statistics-pooling and attentive-pooling x-vector baselines.
 #
-#   bash recipe/mini/run.sh [--stage N] [--endstage M] [--size small|full|tiny] [--nj N]
+#   bash recipe/mini/run.sh [--stage N] [--endstage M] [--size small|full] [--nj N]
 #
 # Stages (each restartable: finished work is skipped, partial work redone):
 #   0  build the corpus: data/mini_corpus/ (audio, musan/, RIRS_NOISES/), data/mini_{train,test}
@@ -29,6 +29,7 @@ while [ $# -gt 0 ]; do
   shift 2
 done
 
+case $size in small|full) ;; *) echo "$0: --size must be small or full (tiny is for the tests)" >&2; exit 1 ;; esac
 bash subtools/install.sh
 . ./path.sh
 
