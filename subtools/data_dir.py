@@ -17,10 +17,9 @@ import os
 import sys
 
 import kaldiio
-import soundfile
 
 from subtools.kaldi import data_dir as dd
-from subtools.kaldi.audio import AudioError, read_audio
+from subtools.kaldi.audio import durations
 from subtools.kaldi.fileio import read_table, write_table
 
 
@@ -33,30 +32,6 @@ def _print_removed(removed, what):
     for utt, reason in sorted(removed.items()):
         print(f"  removed {utt}: {reason}")
     print(f"{what}: {len(removed)} utterances removed")
-
-
-def utt2dur(data, nj=1):
-    """{utt: seconds} for wav.scp; file headers are read with soundfile, pipes are run. Bad entries
-    raise AudioError naming the utterance."""
-    wav = dd.read_sorted_table(os.path.join(data, "wav.scp"))
-
-    def duration(item):
-        utt, entry = item
-        if not entry.rstrip().endswith("|"):
-            try:
-                info = soundfile.info(entry)
-                return utt, info.frames / info.samplerate
-            except (soundfile.LibsndfileError, RuntimeError) as e:
-                raise AudioError(f"utterance {utt}: cannot read header of {entry}: {e}") from None
-        wave, rate = read_audio(entry, utt)
-        return utt, len(wave) / rate
-
-    if nj > 1:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(nj) as pool:
-            return dict(pool.map(duration, wav.items()))
-    return dict(map(duration, wav.items()))
 
 
 def main(argv=None):
@@ -135,7 +110,8 @@ def main(argv=None):
             spk2utt = {s: v.split() for s, v in read_table(os.path.join(args.dir, "spk2utt")).items()}
             write_table(os.path.join(args.dir, "utt2spk"), dd.spk2utt_to_utt2spk(spk2utt))
         elif args.cmd == "utt2dur":
-            write_table(os.path.join(args.dir, "utt2dur"), {u: repr(d) for u, d in utt2dur(args.dir, args.nj).items()})
+            wav_scp = dd.read_sorted_table(os.path.join(args.dir, "wav.scp"))
+            write_table(os.path.join(args.dir, "utt2dur"), {u: repr(d) for u, d in durations(wav_scp, args.nj).items()})
         elif args.cmd == "utt2num-frames":
             feats = dd.read_sorted_table(os.path.join(args.dir, "feats.scp"))
             write_table(os.path.join(args.dir, "utt2num_frames"),

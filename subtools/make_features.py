@@ -47,9 +47,9 @@ def make_features(data, feat_type, conf, nj=1, compress=False, ark_dir=None):
     wav_scp = read_sorted_table(os.path.join(data, "wav.scp"))
     ark_dir = os.path.abspath(ark_dir or os.path.join(data, "data"))
     name = f"raw_{feat_type}_{os.path.basename(os.path.normpath(data))}"
-    feats_scp, conf_dir = os.path.join(data, "feats.scp"), os.path.join(data, "conf")
-    outputs = [feats_scp, os.path.join(data, "utt2num_frames"), os.path.join(conf_dir, "feat_type"),
-               os.path.join(conf_dir, "feats.conf")]
+    feats_scp, utt2num_frames = os.path.join(data, "feats.scp"), os.path.join(data, "utt2num_frames")
+    type_file, conf_file = os.path.join(data, "conf", "feat_type"), os.path.join(data, "conf", "feats.conf")
+    outputs = [feats_scp, utt2num_frames, type_file, conf_file]
     scp, lengths, failed = run_jobs(
         list(wav_scp.items()), lambda: FeatureWorker(extractor), ark_dir, name, nj,
         config_stamp=extractor.stamp(), compress=compress, outputs=outputs,
@@ -57,9 +57,9 @@ def make_features(data, feat_type, conf, nj=1, compress=False, ark_dir=None):
     report_failed(os.path.join(data, "log", f"make_{feat_type}.failed"), failed, f"make_features {data}")
     if not scp:
         raise RuntimeError(f"make_features: all {len(wav_scp)} utterances of {data} failed; nothing written")
-    write_lines(outputs[2], [feat_type])
-    write_lines(outputs[3], [f"--{k}={v}" for k, v in sorted(extractor.options.items())])
-    write_table(outputs[1], lengths)
+    write_lines(type_file, [feat_type])
+    write_lines(conf_file, [f"--{k}={v}" for k, v in sorted(extractor.options.items())])
+    write_table(utt2num_frames, lengths)
     write_table(feats_scp, scp)
     print(f"make_features: {len(scp)} utterances -> {feats_scp} ({extractor.dim}-dim {feat_type})", file=sys.stderr)
     return failed

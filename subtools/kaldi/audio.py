@@ -11,6 +11,8 @@ Pipes run with ``bash -o pipefail -c``, so a failing command anywhere in the pip
 In-process fast path: a pipe ``python3 [DIR/]subtools/kaldi/augment_wav.py ARGS |`` is not spawned;
 ``subtools.kaldi.augment_wav.render(shlex.split(ARGS))`` is called instead (same output as the
 command, without a Python start-up per utterance).
+
+:func:`durations` gives utt2dur (Kaldi get_utt2dur.sh): file headers are read, pipes are run.
 """
 import io
 import os
@@ -100,3 +102,26 @@ def read_audio(entry, utt, expected_rate=None, channel=None):
     if expected_rate is not None and rate != expected_rate:
         raise AudioError(f"utterance {utt}: sample rate {rate} Hz, expected {expected_rate} Hz: {entry}")
     return np.ascontiguousarray(wave, dtype=np.float32), int(rate)
+
+
+def duration(entry, utt):
+    """Seconds of wav.scp value ``entry``: the header of a file, a full decode of a pipe.
+    Raises AudioError naming the utterance."""
+    if entry.rstrip().endswith("|"):
+        wave, rate = read_audio(entry, utt)
+        return len(wave) / rate
+    try:
+        info = soundfile.info(entry)
+    except (soundfile.LibsndfileError, RuntimeError) as e:
+        raise AudioError(f"utterance {utt}: cannot read header of {entry}: {e}") from None
+    return info.frames / info.samplerate
+
+
+def durations(wav_scp, nj=1):
+    """{utt: seconds} for a wav.scp table {utt: entry}, with ``nj`` threads (pipes run in parallel)."""
+    if nj > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(nj) as pool:
+            return dict(zip(wav_scp, pool.map(duration, wav_scp.values(), wav_scp)))
+    return {utt: duration(entry, utt) for utt, entry in wav_scp.items()}

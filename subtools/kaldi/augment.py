@@ -35,7 +35,7 @@ import random
 import shlex
 import sys
 
-from subtools.data_dir import utt2dur
+from subtools.kaldi.audio import durations
 from subtools.kaldi.data_dir import DataDir, combine_dirs
 from subtools.kaldi.fileio import write_table
 
@@ -53,7 +53,7 @@ def ensure_utt2dur(path, nj=1):
     if data.wav_scp is None:
         raise FileNotFoundError(f"{path}/wav.scp: missing")
     if data.utt2dur is None or set(data.utt2dur) != set(data.wav_scp):
-        data.utt2dur = utt2dur(path, nj)
+        data.utt2dur = durations(data.wav_scp, nj)
         write_table(os.path.join(path, "utt2dur"), {u: repr(d) for u, d in data.utt2dur.items()})
     return data
 

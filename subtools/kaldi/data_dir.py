@@ -23,7 +23,7 @@ import dataclasses
 import os
 import shutil
 
-from subtools.kaldi.fileio import read_table, write_lines, write_table
+from subtools.kaldi.fileio import atomic_write, read_table, write_table
 
 # Utterance tables with a dedicated attribute (file name -> attribute); other utt2*/spk2* files
 # go to ``DataDir.tables`` under their file name.
@@ -81,16 +81,19 @@ def read_sorted_table(path):
     return table
 
 
-def _parse(name, table):
-    """Typed values for the numeric tables (utt2num_frames int, utt2dur float)."""
-    try:
-        if name == "utt2num_frames":
-            return {k: int(v) for k, v in table.items()}
-        if name == "utt2dur":
-            return {k: float(v) for k, v in table.items()}
-    except ValueError as e:
-        raise ValueError(f"{name}: non-numeric value ({e})") from None
-    return table
+def _parse(path, table):
+    """Typed values for the numeric tables (utt2num_frames int, utt2dur float) of file ``path``;
+    ValueError naming the file and the key of a non-numeric value."""
+    kind = {"utt2num_frames": int, "utt2dur": float}.get(os.path.basename(path))
+    if kind is None:
+        return table
+    out = {}
+    for key, value in table.items():
+        try:
+            out[key] = kind(value)
+        except ValueError:
+            raise ValueError(f"{path}: key '{key}': expected {kind.__name__}, got '{value}'") from None
+    return out
 
 
 def _format(value):
@@ -131,7 +134,7 @@ class DataDir:
             if name == "spk2utt":
                 data.spk2utt = {k: v.split() for k, v in read_table(file, allow_duplicates).items()}
             elif name in UTT_FILES:
-                setattr(data, UTT_FILES[name], _parse(name, read_table(file, allow_duplicates)))
+                setattr(data, UTT_FILES[name], _parse(file, read_table(file, allow_duplicates)))
             elif is_utt_table(name) or is_spk_table(name):
                 data.tables[name] = read_table(file, allow_duplicates)
         if os.path.isdir(os.path.join(path, TRIALS_DIR)):
@@ -189,8 +192,7 @@ class DataDir:
             write_table(os.path.join(path, name), {k: _format(v) for k, v in table.items()})
         if self.utt2spk is not None:
             self.spk2utt = utt2spk_to_spk2utt(self.utt2spk)
-            write_table(os.path.join(path, "spk2utt"), {s: " ".join(u) for s, u in self.spk2utt.items()})
-        elif self.spk2utt is not None:
+        if self.spk2utt is not None:
             write_table(os.path.join(path, "spk2utt"), {s: " ".join(u) for s, u in self.spk2utt.items()})
         if self.trials_src:
             dst = os.path.join(path, TRIALS_DIR)
@@ -198,12 +200,17 @@ class DataDir:
                 _copy_trials(self.trials_src, dst)
 
 
+def _copy_file(src, dst):
+    """Copy file ``src`` to ``dst`` atomically."""
+    with open(src, "rb") as f, atomic_write(dst, "wb") as g:
+        shutil.copyfileobj(f, g)
+
+
 def _copy_trials(src, dst):
     """Copy the files of a trials/ dir (each atomically)."""
     for name in sorted(os.listdir(src)):
         if os.path.isfile(os.path.join(src, name)):
-            with open(os.path.join(src, name)) as f:
-                write_lines(os.path.join(dst, name), f.read().splitlines())
+            _copy_file(os.path.join(src, name), os.path.join(dst, name))
 
 
 # ----------------------------------------------------------------------------- checks
@@ -359,7 +366,7 @@ def fix_dir(path):
                 del table[k]
                 if is_utt_table(name):
                     report.dropped_utts.setdefault(k, f"empty value in {name}")
-            data.set_table(name, _parse(name, table))
+            data.set_table(name, _parse(os.path.join(path, name), table))
     utt_tables = data.utt_tables()
     all_utts = set().union(*(set(t) for t in utt_tables.values()))
     for utt in sorted(all_utts):
@@ -510,20 +517,22 @@ def combine_dirs(dst, srcs):
     if out.utt2spk is None:
         raise ValueError("combine: utt2spk must be present in every source")
     out.save(dst)
+    copied = {}  # trials file name -> the source it was copied from by this call
     for src in srcs:
         tdir = os.path.join(src, TRIALS_DIR)
         if not os.path.isdir(tdir):
             continue
         for name in sorted(os.listdir(tdir)):
             s, t = os.path.join(tdir, name), os.path.join(dst, TRIALS_DIR, name)
-            if os.path.isfile(t):
+            if not os.path.isfile(s):
+                continue
+            if name in copied:
                 with open(s) as a, open(t) as b:
                     if a.read() != b.read():
-                        raise ValueError(f"combine: trials/{name} differs between sources ({src})")
+                        raise ValueError(f"combine: trials/{name} differs between {copied[name]} and {src}")
                 continue
-            os.makedirs(os.path.dirname(t), exist_ok=True)
-            shutil.copyfile(s, t + ".tmp")
-            os.replace(t + ".tmp", t)
+            _copy_file(s, t)  # also replaces a file left in dst by an earlier run
+            copied[name] = src
     return out, warnings
 
 

@@ -1,9 +1,9 @@
 """Kaldi option files (``conf/*.conf``): one ``--name=value`` per line, ``#`` starts a comment.
 
-Parsing follows Kaldi's ParseOptions::ReadConfigFile: names are normalised (``_`` -> ``-``), a bare
-``--flag`` means ``--flag=true``, booleans accept true/false/t/f/1/0 (any case). Values stay strings
-here; :func:`typed_options` converts them against a table of known options and refuses unknown
-names with an error naming the file and line.
+Parsing follows Kaldi's ParseOptions::ReadConfigFile: names are normalised (``_`` -> ``-``, lower
+case), a bare ``--flag`` means ``--flag=true``, booleans accept true/false/t/f/1/0 (any case). Values
+stay strings here; :func:`typed_options` converts them against a table of known options and refuses
+unknown names with an error naming the file and line.
 """
 
 
@@ -19,7 +19,7 @@ def read_conf(path):
             if not line.startswith("--") or len(line) == 2:
                 raise ValueError(f"{where}: expected '--name=value', got '{line}'")
             name, _, value = line[2:].partition("=")
-            options[name.strip().replace("_", "-")] = (value.strip(), where)
+            options[name.strip().replace("_", "-").lower()] = (value.strip(), where)
     return options
 
 

@@ -8,8 +8,8 @@ metadata); trials naming utterances that are not in the data are skipped whole w
 import os
 import sys
 
-from subtools.data_dir import utt2dur
-from subtools.kaldi.data_dir import DataDir, utt2spk_to_spk2utt
+from subtools.kaldi import audio
+from subtools.kaldi.data_dir import DataDir
 from subtools.kaldi.fileio import write_lines
 
 
@@ -39,14 +39,12 @@ def find_audio(root, ext):
 
 def write_dir(path, wav_scp, utt2spk, nj=1, tables=None, durations=True):
     """Write a data dir from {utt: entry} and {utt: spk} (plus extra tables by file name), with
-    utt2dur from the audio headers (``nj`` threads) unless ``durations`` is False."""
-    data = DataDir(wav_scp=dict(wav_scp), utt2spk=dict(utt2spk))
-    data.spk2utt = utt2spk_to_spk2utt(data.utt2spk)
-    data.tables.update(tables or {})
-    data.save(path)
+    utt2dur from the audio headers (``nj`` threads) unless ``durations`` is False. Returns the
+    DataDir (spk2utt filled in by the save)."""
+    data = DataDir(wav_scp=dict(wav_scp), utt2spk=dict(utt2spk), tables=dict(tables or {}))
     if durations:
-        data.utt2dur = utt2dur(path, nj)
-        data.save(path)
+        data.utt2dur = audio.durations(data.wav_scp, nj)
+    data.save(path)
     return data
 
 

@@ -23,12 +23,12 @@ def complete(path, tables):
 
 
 def share(src, dst):
+    utts = DataDir.load(dst).utts()
     for name in SHARED:
         path = os.path.join(src, name)
         if not os.path.isfile(path):
             continue
         table = read_table(path)
-        utts = DataDir.load(dst).utts()
         missing = [u for u in utts if u not in table]
         if missing:
             raise ValueError(f"{path}: no entry for {len(missing)} utterances of {dst}, e.g. {missing[0]}")
