@@ -152,3 +152,14 @@ def test_same_seed_gives_identical_embeddings(experiment):
         b = {u: kaldiio.load_mat(v) for u, v in read_table(exp2 / "far_epoch_2" / name / "xvector.scp").items()}
         assert a.keys() == b.keys()
         assert all(np.array_equal(a[u], b[u]) for u in a), name
+
+
+def test_train_stage_0_discards_an_old_runs_checkpoints(experiment):
+    """--train-stage 0 over an existing experiment: checkpoints of the old run cannot leak into a resume."""
+    root, _ = experiment
+    exp3 = root / "exp_restart"
+    shutil.copytree(root / "exp", exp3)
+    (exp3 / "7.params").write_bytes((exp3 / "2.params").read_bytes())
+    assert main(["--config", str(root / "exp.yaml"), "--set", f"exp_dir={exp3}", "--stage", "3",
+                 "--endstage", "3", "--train-stage", "0"]) == 0
+    assert sorted(p.name for p in exp3.glob("*.params")) == ["1.params", "2.params"]

@@ -5,6 +5,7 @@
 # Usage: gather_results_sitw_voxceleb1.sh EXP [--epochs "E1 E2"] [--backend plda|cosine|asnorm]
 #                                             [--chain CHAIN] [--on-missing skip|stop]
 #   EXP        experiment dir with config/config.yaml and far_epoch_<E>/<set>/xvector.scp
+#              (<position>_epoch_<E> when the config sets extract.position)
 #   --epochs   epochs to score (default: extract.epochs of the config)
 #   --backend  plda (default; backend.chain), cosine (backend.cosine_chain) or asnorm
 # Writes EXP/<backend>.results, EXP/det_<backend>_epoch<E>.png and the score files under
@@ -12,7 +13,7 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-usage() { sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 exp=""
 args=()

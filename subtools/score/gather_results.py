@@ -1,18 +1,19 @@
 """Score every test set of an experiment and print one results table (called by
 ``recipe/serialized-experiments/gather_results_sitw_voxceleb1.sh``).
 
-Reads ``EXP/config/config.yaml`` (keys ``backend``, ``test_sets``, ``extract.epochs``), and for each
-epoch E scores each test set with the chosen back-end on the embeddings in ``EXP/far_epoch_<E>/``:
+Reads ``EXP/config/config.yaml`` (keys ``backend``, ``test_sets``, ``extract.epochs``,
+``extract.position``), and for each epoch E scores each test set with the chosen back-end on the
+embeddings in ``EXP/<P>_epoch_<E>/`` (P = ``extract.position``, default ``far``, as stage 4 writes them):
 
 * ``--backend plda``   -> ``backend.chain``          (default ``submean-lda-norm-plda``)
 * ``--backend cosine`` -> ``backend.cosine_chain``   (default ``submean-norm-cosine``)
 * ``--backend asnorm`` -> ``backend.asnorm_chain``   (default: the cosine chain + ``-asnorm``;
   cohort ``backend.cohort_set``, top N ``backend.asnorm_top_n``)
 
-The back-end is trained on ``EXP/far_epoch_<E>/<backend.plda_train_set>`` (models cached in
-``EXP/far_epoch_<E>/backend/<train_set>/<chain>/``). Outputs:
+The back-end is trained on ``EXP/<P>_epoch_<E>/<backend.plda_train_set>`` (models cached in
+``EXP/<P>_epoch_<E>/backend/<train_set>/<chain>/``). Outputs:
 
-* scores  ``EXP/far_epoch_<E>/scores/<backend>/<test set>.score``
+* scores  ``EXP/<P>_epoch_<E>/scores/<backend>/<test set>.score``
 * table   ``EXP/<backend>.results`` (also printed): epoch, set, trials, EER %, minDCF(0.01), minDCF(0.001)
 * DET     ``EXP/det_<backend>_epoch<E>.png`` (all test sets of the epoch on one plot)
 
@@ -74,9 +75,10 @@ def gather(exp, backend_name, epochs=None, chain=None, on_missing="skip", log=pr
     train_name = bcfg.get("plda_train_set")
     if not train_name:
         raise ValueError(f"{cfg_path}: backend.plda_train_set is not set")
+    position = (cfg.get("extract") or {}).get("position") or "far"
     rows = []
     for epoch in epochs:
-        emb = os.path.join(exp, f"far_epoch_{epoch}")
+        emb = os.path.join(exp, f"{position}_epoch_{epoch}")
         train_dir = os.path.join(emb, train_name)
         if not os.path.isfile(os.path.join(train_dir, "xvector.scp")):
             log(f"SKIP epoch {epoch}: no back-end training embeddings {train_dir}/xvector.scp")
@@ -132,7 +134,7 @@ def gather(exp, backend_name, epochs=None, chain=None, on_missing="skip", log=pr
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("exp", help="experiment dir (holds config/config.yaml and far_epoch_<E>/)")
+    p.add_argument("exp", help="experiment dir (holds config/config.yaml and <position>_epoch_<E>/)")
     p.add_argument("--epochs", help='space-separated epochs, e.g. "6 7" (default: extract.epochs)')
     p.add_argument("--backend", choices=["plda", "cosine", "asnorm"], default="plda")
     p.add_argument("--chain", help="override the chain named in the config")

@@ -109,7 +109,10 @@ class Backend:
 
     def _description(self, train_path):
         pre = "-".join(self.pre + [self.scorer_name])
-        return {"chain": pre, "train": os.path.abspath(train_path), "lda_dim": self.lda_dim,
+        scp = os.path.join(train_path, "xvector.scp")
+        stamp = os.stat(scp).st_mtime_ns if os.path.exists(scp) else None   # re-extracted -> refit
+        return {"chain": pre, "train": os.path.abspath(train_path), "train_scp_mtime_ns": stamp,
+                "lda_dim": self.lda_dim,
                 "plda_iters": self.plda_iters, "total_covariance_factor": self.tcf}
 
     def _apply(self, i, X):

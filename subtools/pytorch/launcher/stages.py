@@ -12,7 +12,8 @@ Stages (each skips work already complete and redoes partial work; see the README
 2. chunk egs of ``..._nosil_filtered`` into ``egs.dir`` (default ``EXP/egs``; marker ``.done``)
 3. train: writes ``EXP/config/{blueprint.py,nnet.config,params.dict}`` when starting from scratch, then
    ``EXP/<epoch>.params``; complete when ``<training.epochs>.params`` exists. ``--train-stage``: -1
-   resume from the latest checkpoint, 0 from scratch, N from ``N.params``. ``--gpu-id`` with several ids
+   resume from the latest checkpoint, 0 from scratch (an old run's ``N.params`` are deleted), N from
+   ``N.params``. ``--gpu-id`` with several ids
    runs ``torchrun --standalone --nproc_per_node=<#ids>`` (DDP, NCCL) with CUDA_VISIBLE_DEVICES=<ids>.
 4. embeddings of ``backend.plda_train_set``, ``backend.cohort_set`` and every enroll/test set of
    ``test_sets`` into ``EXP/<extract.position>_epoch_<E>/<set>/`` for each E of ``extract.epochs``.
@@ -100,13 +101,15 @@ def stage2(config):
 
 def stage3(config, train_stage, gpu_ids):
     from subtools.pytorch.libs.egs.egs import read_info
-    from subtools.pytorch.libs.training.checkpoint import latest_epoch, write_model_config
+    from subtools.pytorch.libs.training.checkpoint import latest_epoch, remove_checkpoints, write_model_config
     exp_dir = config["exp_dir"]
     epochs = config["training"]["epochs"]
     start = latest_epoch(exp_dir) if train_stage < 0 else train_stage
     if train_stage < 0 and start >= epochs:
         logger.info("stage 3: %s has %d.params, training complete, skipped", exp_dir, start)
         return
+    if start == 0:
+        remove_checkpoints(exp_dir)
     if start == 0 or not os.path.exists(os.path.join(exp_dir, "config", "nnet.config")):
         info = read_info(config["egs"]["dir"])
         write_model_config(exp_dir, config["model"], info["feat_dim"], info["num_targets"])

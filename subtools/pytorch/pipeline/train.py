@@ -41,12 +41,13 @@ def train(exp_dir, train_stage=-1, device_type="cpu"):
     use_cuda = device_type == "cuda"
     if use_cuda and not torch.cuda.is_available():
         raise RuntimeError("--device cuda requested but torch.cuda.is_available() is False")
-    rank, world_size, local_rank = distributed.init_from_env(use_cuda)
-    device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
     start = latest_epoch(exp_dir) if train_stage < 0 else train_stage
     if start >= opts["epochs"]:
         logger.info("%s: %d of %d epochs already trained, nothing to do", exp_dir, start, opts["epochs"])
         return None
+    # Joined after the early return above, which would otherwise leave the process group undestroyed.
+    rank, world_size, local_rank = distributed.init_from_env(use_cuda)
+    device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
     set_seed(int(opts["seed"]))
     model = build_model(exp_dir)
     if rank == 0:

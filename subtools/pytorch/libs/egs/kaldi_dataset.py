@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 
+from subtools.kaldi.data_dir import utt2spk_to_spk2utt
 from subtools.kaldi.fileio import read_table
 from subtools.pytorch.libs.support.kaldi_io import read_header
 
@@ -20,10 +21,7 @@ class KaldiDataset:
         self.utt2spk = dict(sorted(utt2spk.items()))
         self.feats_scp = feats_scp
         self.utt2num_frames = utt2num_frames
-        self.spk2utt = {}
-        for utt, spk in self.utt2spk.items():
-            self.spk2utt.setdefault(spk, []).append(utt)
-        self.spk2utt = dict(sorted(self.spk2utt.items()))
+        self.spk2utt = utt2spk_to_spk2utt(self.utt2spk)
         self.spk2int = spk2int if spk2int is not None else {s: i for i, s in enumerate(self.spk2utt)}
 
     @classmethod

@@ -52,12 +52,23 @@ def checkpoint_path(exp_dir, epoch):
     return os.path.join(exp_dir, f"{epoch}.params")
 
 
+def saved_epochs(exp_dir):
+    """Every N with ``EXP/N.params``."""
+    if not os.path.isdir(exp_dir):
+        return []
+    return [int(m.group(1)) for m in map(re.compile(r"^(\d+)\.params$").match, os.listdir(exp_dir)) if m]
+
+
 def latest_epoch(exp_dir):
     """Highest N with ``EXP/N.params`` (0 if none)."""
-    if not os.path.isdir(exp_dir):
-        return 0
-    epochs = [int(m.group(1)) for m in map(re.compile(r"^(\d+)\.params$").match, os.listdir(exp_dir)) if m]
-    return max(epochs, default=0)
+    return max(saved_epochs(exp_dir), default=0)
+
+
+def remove_checkpoints(exp_dir):
+    """Delete every ``EXP/N.params`` (training restarts from scratch: an old run's checkpoints must not
+    be mistaken for the new run's by a later resume)."""
+    for epoch in saved_epochs(exp_dir):
+        os.remove(checkpoint_path(exp_dir, epoch))
 
 
 def save_checkpoint(path, state):

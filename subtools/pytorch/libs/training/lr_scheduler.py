@@ -2,7 +2,7 @@
 
     lr_scheduler:
       name: step            # step | warmR | reduceP
-      step:    {step_size: 1, gamma: 0.5}          # the paper: lr0 * gamma ** floor(epoch / step_size)
+      step:    {step_size: 1, gamma: 0.5}          # lr0 * gamma ** floor(epoch / step_size)
       warmR:   {T_max: 10, T_mult: 1, lr_min: 1.0e-6}   # cosine annealing with warm restarts, per iteration
       reduceP: {factor: 0.5, patience: 1, min_lr: 1.0e-6, cooldown: 0, threshold: 1.0e-4}  # on valid loss
 

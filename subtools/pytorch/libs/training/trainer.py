@@ -155,10 +155,9 @@ class SimpleTrainer:
             reporter.update(loss_sum.item() / self.world_size, correct.item() / len(y), lr)
             if (i + 1) % self.report_interval == 0 or i + 1 == num_iters:
                 distributed.all_reduce_sum(totals)
+                train_loss, train_acc = (totals[:2] / totals[2]).tolist()
                 valid_loss, valid_acc = self.validate()
-                reporter.report(epoch, i + 1, (totals[0] / totals[2]).item(), (totals[1] / totals[2]).item(),
-                                valid_loss, valid_acc, lr)
-                train_loss = (totals[0] / totals[2]).item()
+                reporter.report(epoch, i + 1, train_loss, train_acc, valid_loss, valid_acc, lr)
                 totals.zero_()
         reporter.end_epoch()
         return valid_loss if valid_loss is not None else train_loss
