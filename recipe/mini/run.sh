@@ -13,6 +13,8 @@
 #   4  x-vector, attentive statistics pooling (conf/mini-xvector-attentive.yaml)
 #   5  back-end: PLDA and cosine tables for every system, one DET plot with the three systems,
 #      and the summary table (EER, minDCF, parameters, training time) in exp/mini_results.txt
+# Changing --size needs a fresh start: rm -rf data/mini_* data/musan_* data/rirs_* exp/mini_* exp/egs
+# (stage 0 refuses a corpus directory built with another size).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
