@@ -16,31 +16,10 @@ import argparse
 import os
 import sys
 
-import kaldiio
-
 from subtools.kaldi.ark_jobs import report_failed, run_jobs
-from subtools.kaldi.cmvn import sliding_cmn
 from subtools.kaldi.data_dir import DataDir
 from subtools.kaldi.fileio import write_table
-from subtools.kaldi.vad import select_voiced
-
-
-class NosilWorker:
-    """(utt, "feats-entry<TAB>vad-entry") -> CMN'd voiced frames ``[T_voiced, F]``."""
-
-    def __init__(self, cmn_window):
-        self.cmn_window = cmn_window
-
-    def __call__(self, utt, value):
-        feats_entry, vad_entry = value.split("\t")
-        feats = kaldiio.load_mat(feats_entry)
-        try:
-            voiced = select_voiced(sliding_cmn(feats, self.cmn_window, center=True), kaldiio.load_mat(vad_entry))
-        except ValueError as e:
-            raise ValueError(f"utterance {utt}: {e}") from None
-        if voiced.shape[0] == 0:
-            raise ValueError(f"utterance {utt}: 0 voiced frames (of {feats.shape[0]})")
-        return voiced
+from subtools.kaldi.nosil import NosilWorker, nosil_item
 
 
 def make_nosil(src, dst, nj=1, cmn_window=300, compress=False):
@@ -51,7 +30,7 @@ def make_nosil(src, dst, nj=1, cmn_window=300, compress=False):
     if data.feats_scp is None or data.vad_scp is None:
         raise FileNotFoundError(f"{src}: feats.scp and vad.scp are required")
     skipped = {u: "no vad.scp entry" for u in data.feats_scp if u not in data.vad_scp}
-    items = [(u, f"{e}\t{data.vad_scp[u]}") for u, e in sorted(data.feats_scp.items()) if u in data.vad_scp]
+    items = [(u, nosil_item(e, data.vad_scp[u])) for u, e in sorted(data.feats_scp.items()) if u in data.vad_scp]
     name = f"nosil_feats_{os.path.basename(os.path.normpath(dst))}"
     feats_scp = os.path.join(dst, "feats.scp")
     scp, lengths, failed = run_jobs(

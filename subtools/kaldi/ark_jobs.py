@@ -1,6 +1,6 @@
 """Parallel, restartable jobs that turn (utterance, value) items into Kaldi ark/scp files.
 
-Shared by make_features, compute_vad and make_nosil. The sorted items are cut into ``nj``
+Shared by make_features, compute_vad, make_nosil and the embedding extraction. The sorted items are cut into ``nj``
 contiguous parts; job j (1-based) writes, under ``ark_dir``:
 
 - ``<name>.<j>.ark``   matrices/vectors (kaldiio; optional Kaldi compression),
@@ -94,28 +94,35 @@ def _run_job(job, items, paths, stamp, make_worker, compress, show_progress):
     )
 
 
-def _child(*args):
+def _child(forked, *args):
+    """Process target: run one job. A forked child leaves with ``os._exit`` (the parent's atexit
+    handlers must not run twice); a spawned one exits normally so its resources are released."""
+    code = 0
     try:
         _run_job(*args)
     except BaseException:
         import traceback
 
         traceback.print_exc()
-        sys.stderr.flush()
-        os._exit(1)
+        code = 1
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    if forked:
+        os._exit(code)
+    sys.exit(code)
 
 
-def run_jobs(items, make_worker, ark_dir, name, nj, config_stamp="", compress=False, outputs=()):
+def run_jobs(items, make_worker, ark_dir, name, nj, config_stamp="", compress=False, outputs=(),
+             start_method="fork"):
     """Run the jobs; return ``(scp, lengths, failed)`` merged over jobs.
 
     ``items``: sorted list of (key, value str); ``make_worker()`` builds, once per job (in the job's
     process), a callable ``worker(key, value) -> np.ndarray [rows, ...]`` that raises ValueError for
     a bad item. ``config_stamp``: string that changes when the computation changes. ``outputs``:
     merged files of the caller, removed before any job is (re)run. ``nj`` is capped at len(items).
-    Jobs run in forked processes when more than one must run. RuntimeError if a job crashes.
+    Jobs run in child processes (``start_method``: "fork", or "spawn" for workers holding torch models,
+    which must not inherit a parent's CUDA or thread-pool state; ``make_worker`` must then be picklable)
+    when more than one must run. RuntimeError if a job crashes.
     Returns scp {key: "ark:offset"}, lengths {key: rows}, failed {key: reason}.
     """
     if not items:
@@ -137,9 +144,10 @@ def run_jobs(items, make_worker, ark_dir, name, nj, config_stamp="", compress=Fa
         job, part, paths, stamp = todo[0]
         _run_job(job, part, paths, stamp, make_worker, compress, True)
     elif todo:
-        ctx = multiprocessing.get_context("fork")
+        ctx = multiprocessing.get_context(start_method)
         procs = [
-            (job, ctx.Process(target=_child, args=(job, part, paths, stamp, make_worker, compress, i == 0)))
+            (job, ctx.Process(target=_child,
+                              args=(start_method == "fork", job, part, paths, stamp, make_worker, compress, i == 0)))
             for i, (job, part, paths, stamp) in enumerate(todo)
         ]
         for _, proc in procs:

@@ -9,33 +9,33 @@ Per utterance of ``DATA/feats.scp`` (needs ``DATA/vad.scp``): Kaldi sliding CMN 
 utterance. Utterances longer than ``--max-chunk-frames`` are cut into ``ceil(T / max)`` near-equal
 chunks whose embeddings are averaged weighted by their frame counts; utterances shorter than
 ``--min-frames`` (the network's context) are repeated cyclically up to that length.
-Policy for bad input: an utterance with 0 voiced frames, or without a vad.scp entry, is skipped and
-listed in ``OUTDIR/skipped`` ("utt reason"); a missing or unreadable feature matrix stops the job with
-an error naming the utterance.
+Policy for bad input: an utterance with 0 voiced frames, a VAD of another length, or no vad.scp
+entry, is skipped and listed in ``OUTDIR/skipped`` ("utt reason"); a missing or unreadable feature
+matrix fails its job (the command stops; a rerun redoes only that job).
 
-Outputs: ``OUTDIR/xvector.<j>.{ark,scp}`` per job j (1..N; the utterance list is cut into N contiguous
-parts), merged ``OUTDIR/xvector.scp``, and ``utt2spk``/``spk2utt`` of DATA restricted to the embedded
-utterances. A job whose scp exists is complete and is not redone; ``xvector.scp`` is written last and
-marks the set complete (rerunning skips it unless ``--force``).
+The jobs are :func:`subtools.kaldi.ark_jobs.run_jobs` jobs (spawned processes, the model loaded once
+per job): ``OUTDIR/xvector.<j>.{ark,scp,done,...}`` per job j (1..N; the utterance list is cut into N
+contiguous parts), merged ``OUTDIR/xvector.scp``, and ``utt2spk``/``spk2utt`` of DATA restricted to the
+embedded utterances. A job whose ``.done`` stamp matches (same utterances, same checkpoint file and
+options) is not redone; ``xvector.scp`` is written last and marks the set complete (rerunning skips
+it unless ``--force``).
 """
 import argparse
-import concurrent.futures
+import functools
 import logging
 import math
-import multiprocessing
 import os
 import sys
 
-import kaldiio
 import numpy as np
 import torch
 
-from subtools.kaldi.cmvn import sliding_cmn
+from subtools.kaldi.ark_jobs import run_jobs
 from subtools.kaldi.data_dir import utt2spk_to_spk2utt
 from subtools.kaldi.fileio import read_table, write_lines, write_table
-from subtools.kaldi.vad import select_voiced
+from subtools.kaldi.nosil import NosilWorker, nosil_item
 from subtools.pytorch.libs.support.utils import setup_logging
-from subtools.pytorch.libs.training.checkpoint import load_model
+from subtools.pytorch.libs.training.checkpoint import checkpoint_path, load_model
 
 logger = logging.getLogger("extract")
 
@@ -55,37 +55,20 @@ def embed_utterance(model, feats, max_chunk_frames=10000, min_frames=25, positio
     return (total / num_frames).float().numpy()
 
 
-def _job(args):
-    (job, utts, feats_scp, vad_scp, model_dir, epoch, out_dir, position, max_chunk_frames, min_frames,
-     cmn_window, device, threads) = args
-    scp = os.path.join(out_dir, f"xvector.{job}.scp")
-    skipped_path = os.path.join(out_dir, f"skipped.{job}")
-    if os.path.exists(scp):
-        return scp, skipped_path
-    torch.set_num_threads(threads)
-    model = load_model(model_dir, epoch).to(device)
-    ark = os.path.join(out_dir, f"xvector.{job}.ark")
-    tmp_scp = scp + ".tmp"
-    skipped = []
-    with kaldiio.WriteHelper(f"ark,scp:{ark},{tmp_scp}") as writer:
-        for utt in utts:
-            if utt not in vad_scp:
-                skipped.append(f"{utt} no vad.scp entry")
-                continue
-            try:
-                feats = kaldiio.load_mat(feats_scp[utt])
-                vad = kaldiio.load_mat(vad_scp[utt])
-            except Exception as e:
-                raise RuntimeError(f"utterance {utt}: cannot read features/VAD ({e})") from e
-            voiced = select_voiced(sliding_cmn(feats, window=cmn_window), np.asarray(vad).reshape(-1))
-            if voiced.shape[0] == 0:
-                skipped.append(f"{utt} 0 voiced frames")
-                continue
-            writer(utt, embed_utterance(model, voiced.astype(np.float32), max_chunk_frames, min_frames,
-                                        position, device))
-    write_lines(skipped_path, skipped)
-    os.replace(tmp_scp, scp)
-    return scp, skipped_path
+class EmbeddingWorker:
+    """Job worker for :func:`~subtools.kaldi.ark_jobs.run_jobs`: (utt, feats/vad entries) -> embedding
+    ``[E]``; loads the model once per job, in the job's process."""
+
+    def __init__(self, model_dir, epoch, position, max_chunk_frames, min_frames, cmn_window, device, threads):
+        torch.set_num_threads(threads)
+        self.model = load_model(model_dir, epoch).to(device)
+        self.frames = NosilWorker(cmn_window)
+        self.options = dict(max_chunk_frames=max_chunk_frames, min_frames=min_frames, position=position,
+                            device=device)
+
+    def __call__(self, utt, value):
+        voiced = self.frames(utt, value)
+        return embed_utterance(self.model, voiced.astype(np.float32), **self.options)
 
 
 def extract(model_dir, epoch, data_dir, out_dir, nj=1, position="far", max_chunk_frames=10000, min_frames=25,
@@ -106,22 +89,19 @@ def extract(model_dir, epoch, data_dir, out_dir, nj=1, position="far", max_chunk
     if not os.path.exists(vad_path):
         raise FileNotFoundError(f"{vad_path}: missing (run compute_vad.py on {data_dir})")
     vad_scp = read_table(vad_path)
-    utts = sorted(feats_scp)
-    nj = max(1, min(nj, len(utts)))
+    failed = {u: "no vad.scp entry" for u in feats_scp if u not in vad_scp}
+    items = [(u, nosil_item(e, vad_scp[u])) for u, e in sorted(feats_scp.items()) if u in vad_scp]
+    nj = max(1, min(nj, len(items)))
     threads = max(1, (os.cpu_count() or 1) // nj)
-    jobs = [(j + 1, list(part), feats_scp, vad_scp, model_dir, epoch, out_dir, position, max_chunk_frames,
-             min_frames, cmn_window, device, threads) for j, part in enumerate(np.array_split(utts, nj))]
-    if nj == 1:
-        results = [_job(jobs[0])]
-    else:
-        ctx = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(nj, mp_context=ctx) as pool:
-            results = list(pool.map(_job, jobs))
-    vectors, skipped = {}, []
-    for scp, skipped_path in results:
-        vectors.update(read_table(scp))
-        with open(skipped_path) as f:
-            skipped.extend(line.rstrip("\n") for line in f if line.strip())
+    checkpoint = checkpoint_path(model_dir, epoch)
+    stamp = (f"{os.path.abspath(checkpoint)} mtime_ns={os.stat(checkpoint).st_mtime_ns} position={position} "
+             f"max_chunk_frames={max_chunk_frames} min_frames={min_frames} cmn_window={cmn_window}")
+    make_worker = functools.partial(EmbeddingWorker, model_dir, epoch, position, max_chunk_frames, min_frames,
+                                    cmn_window, device, threads)
+    vectors, _, bad = run_jobs(items, make_worker, os.path.abspath(out_dir), "xvector", nj, config_stamp=stamp,
+                               outputs=[final_scp], start_method="spawn")
+    failed.update(bad)
+    skipped = [f"{u} {reason}" for u, reason in sorted(failed.items())]
     if skipped:
         logger.warning("%s: %d utterances skipped (listed in %s/skipped), e.g. %s", data_dir, len(skipped),
                        out_dir, skipped[0])
