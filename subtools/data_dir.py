@@ -105,9 +105,9 @@ def main(argv=None):
             _print_removed(dd.remove_utt(args.src, args.dst, args.min_frames, args.min_utts), "remove-utt")
         elif args.cmd == "spk2utt":
             spk2utt = dd.utt2spk_to_spk2utt(read_table(os.path.join(args.dir, "utt2spk")))
-            write_table(os.path.join(args.dir, "spk2utt"), {s: " ".join(u) for s, u in spk2utt.items()})
+            dd.write_spk2utt(os.path.join(args.dir, "spk2utt"), spk2utt)
         elif args.cmd == "utt2spk":
-            spk2utt = {s: v.split() for s, v in read_table(os.path.join(args.dir, "spk2utt")).items()}
+            spk2utt = dd.read_spk2utt(os.path.join(args.dir, "spk2utt"))
             write_table(os.path.join(args.dir, "utt2spk"), dd.spk2utt_to_utt2spk(spk2utt))
         elif args.cmd == "utt2dur":
             wav_scp = dd.read_sorted_table(os.path.join(args.dir, "wav.scp"))

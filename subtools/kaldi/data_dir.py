@@ -57,6 +57,16 @@ def utt2spk_to_spk2utt(utt2spk):
     return {spk: spk2utt[spk] for spk in sorted(spk2utt)}
 
 
+def read_spk2utt(path):
+    """Kaldi ``spk2utt`` file -> {spk: [utts]}."""
+    return {spk: rest.split() for spk, rest in read_table(path).items()}
+
+
+def write_spk2utt(path, spk2utt):
+    """{spk: [utts]} -> Kaldi ``spk2utt`` file (speakers in C order), atomically."""
+    write_table(path, {spk: " ".join(utts) for spk, utts in spk2utt.items()})
+
+
 def spk2utt_to_utt2spk(spk2utt):
     """{spk: [utts]} -> {utt: spk} in C order; ValueError if an utterance has two speakers."""
     utt2spk = {}
@@ -193,7 +203,7 @@ class DataDir:
         if self.utt2spk is not None:
             self.spk2utt = utt2spk_to_spk2utt(self.utt2spk)
         if self.spk2utt is not None:
-            write_table(os.path.join(path, "spk2utt"), {s: " ".join(u) for s, u in self.spk2utt.items()})
+            write_spk2utt(os.path.join(path, "spk2utt"), self.spk2utt)
         if self.trials_src:
             dst = os.path.join(path, TRIALS_DIR)
             if os.path.abspath(dst) != os.path.abspath(self.trials_src):

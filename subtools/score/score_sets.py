@@ -35,6 +35,7 @@ import argparse
 import json
 import os
 
+from subtools.kaldi.data_dir import read_spk2utt
 from subtools.kaldi.fileio import atomic_write, read_table
 from subtools.score.asnorm import asnorm
 from subtools.score.cosine import CosineScorer
@@ -43,7 +44,7 @@ from subtools.score.metrics import compute_all, format_line
 from subtools.score.plda import Plda, PldaScorer
 from subtools.score.trials import read_trials, resolve_trials, write_scores
 from subtools.score.vectors import (apply_affine, concat, global_mean, length_norm, load_object,
-                                    load_vectors, read_spk2utt, save_matrix, save_vector,
+                                    load_vectors, save_matrix, save_vector,
                                     speaker_means, subtract_mean)
 
 PRE_STEPS = ("submean", "lda", "norm")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from subtools.kaldi.data_dir import utt2spk_to_spk2utt, write_spk2utt
 from subtools.kaldi.fileio import write_lines, write_table
 from subtools.score.vectors import VectorSet, save_vectors
 
@@ -74,10 +75,7 @@ def write_set(path, vs, utt2spk):
     os.makedirs(path, exist_ok=True)
     save_vectors(vs, os.path.join(path, "xvector.scp"), os.path.join(path, "xvector.1.ark"))
     write_table(os.path.join(path, "utt2spk"), utt2spk)
-    spk2utt = {}
-    for utt in sorted(utt2spk):
-        spk2utt.setdefault(utt2spk[utt], []).append(utt)
-    write_table(os.path.join(path, "spk2utt"), {s: " ".join(u) for s, u in spk2utt.items()})
+    write_spk2utt(os.path.join(path, "spk2utt"), utt2spk_to_spk2utt(utt2spk))
 
 
 def main(argv=None):

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import kaldiio
 import numpy as np
 
+from subtools.kaldi.data_dir import read_spk2utt
 from subtools.kaldi.fileio import atomic_write, read_table, write_table
 
 
@@ -133,11 +134,6 @@ def save_matrix(path, mat):
 def load_object(path):
     """Read one Kaldi vector or matrix file (binary or text) as float64."""
     return np.asarray(kaldiio.load_mat(path), dtype=np.float64)
-
-
-def read_spk2utt(path):
-    """Kaldi spk2utt -> {spk: [utts]}."""
-    return {spk: rest.split() for spk, rest in read_table(path).items()}
 
 
 def global_mean(X):

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from subtools.kaldi.ark_jobs import run_jobs
-from subtools.kaldi.data_dir import utt2spk_to_spk2utt
+from subtools.kaldi.data_dir import utt2spk_to_spk2utt, write_spk2utt
 from subtools.kaldi.fileio import read_table, write_lines, write_table
 from subtools.kaldi.nosil import NosilWorker, nosil_item
 from subtools.pytorch.libs.support.utils import setup_logging
@@ -108,8 +108,7 @@ def extract(model_dir, epoch, data_dir, out_dir, nj=1, position="far", max_chunk
     write_lines(os.path.join(out_dir, "skipped"), skipped)
     utt2spk = {u: s for u, s in read_table(os.path.join(data_dir, "utt2spk")).items() if u in vectors}
     write_table(os.path.join(out_dir, "utt2spk"), utt2spk)
-    spk2utt = utt2spk_to_spk2utt(utt2spk)
-    write_table(os.path.join(out_dir, "spk2utt"), {s: " ".join(u) for s, u in spk2utt.items()})
+    write_spk2utt(os.path.join(out_dir, "spk2utt"), utt2spk_to_spk2utt(utt2spk))
     write_table(final_scp, vectors)
     return skipped
 

@@ -10,7 +10,7 @@ import os
 import kaldiio
 import numpy as np
 
-from subtools.kaldi.data_dir import utt2spk_to_spk2utt
+from subtools.kaldi.data_dir import utt2spk_to_spk2utt, write_spk2utt
 from subtools.kaldi.fileio import write_table
 
 
@@ -39,7 +39,6 @@ def make_feature_dir(data_dir, num_spks=8, utts_per_spk=6, num_frames=(250, 400)
             vad[:unvoiced] = 0.0
             writer(utt, vad)
     write_table(os.path.join(data_dir, "utt2spk"), utt2spk)
-    spk2utt = utt2spk_to_spk2utt(utt2spk)
-    write_table(os.path.join(data_dir, "spk2utt"), {s: " ".join(u) for s, u in spk2utt.items()})
+    write_spk2utt(os.path.join(data_dir, "spk2utt"), utt2spk_to_spk2utt(utt2spk))
     write_table(os.path.join(data_dir, "utt2num_frames"), {u: len(f) for u, f in feats.items()})
     return feats
