@@ -18,7 +18,7 @@ import time
 import yaml
 
 from subtools.kaldi.fileio import atomic_write
-from subtools.score.gather_results import resolve_path
+from subtools.score.gather_results import format_table, resolve_path
 from subtools.score.metrics import compute_all, labelled_scores, plot_det
 from subtools.score.trials import read_scores, read_trials
 
@@ -60,12 +60,6 @@ def system_rows(exp, backends):
 HEADER = ("system", "params", "train min", "back-end", "test set", "EER(%)", "minDCF(0.01)", "minDCF(0.001)")
 
 
-def format_table(rows):
-    widths = [max(len(r[i]) for r in [HEADER] + rows) for i in range(len(HEADER))]
-    return "\n".join("  ".join(c.ljust(w) if i in (0, 3, 4) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-                     for r in [HEADER] + rows)
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="text file for the table")
@@ -80,7 +74,7 @@ def main(argv=None):
         curves += c
     stamp = (f"# {time.strftime('%Y-%m-%d %H:%M')}  {platform.node()}  {os.cpu_count()} CPU cores  "
              f"params = without the classifier; train min = wall time of launcher stage 3")
-    table = stamp + "\n" + format_table(rows)
+    table = stamp + "\n" + format_table(rows, HEADER, left=(0, 3, 4))
     with atomic_write(args.out) as f:
         f.write(table + "\n")
     plot_det(curves, args.det, title=f"built-in corpus ({args.backends.split(',')[0]})")

@@ -51,11 +51,12 @@ def resolve_path(path):
     return alt if os.path.exists(alt) else path
 
 
-def format_table(rows):
-    """Aligned text table of ``rows`` (tuples of strings) under HEADER."""
-    widths = [max(len(str(r[i])) for r in [HEADER] + rows) for i in range(len(HEADER))]
-    lines = ["  ".join(str(c).ljust(w) if i < 2 else str(c).rjust(w)
-                       for i, (c, w) in enumerate(zip(r, widths))) for r in [HEADER] + rows]
+def format_table(rows, header=HEADER, left=(0, 1)):
+    """Aligned text table of ``rows`` (tuples of strings) under ``header``; the columns numbered in
+    ``left`` are left-aligned (names), the others right-aligned (numbers)."""
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) if i in left else str(c).rjust(w)
+                       for i, (c, w) in enumerate(zip(r, widths))) for r in [header] + rows]
     return "\n".join(lines)
 
 
