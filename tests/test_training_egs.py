@@ -130,7 +130,8 @@ def test_chunk_dataset_items_and_specaug(tmp_path):
     csv = str(tmp_path / "egs" / "train.egs.csv")
     rows = read_csv(csv)
     plain = ChunkEgs(csv)
-    for i in (0, len(rows) - 1):
+    assert sorted(plain.ark_paths) == sorted({r[1].rpartition(":")[0] for r in rows})  # each ark once
+    for i in range(len(rows)):
         x, y = plain[i]
         utt, start, end = rows[i][0].rsplit("-", 1)[0], int(rows[i][2]), int(rows[i][3])
         assert x.shape == (6, 100) and y == int(rows[i][4])
@@ -151,3 +152,13 @@ def test_chunk_dataset_items_and_specaug(tmp_path):
     loader.sampler.set_epoch(0)
     assert [y.tolist() for _, y in loader] == order0
     assert len(order0) == len(plain) // 4
+
+
+def test_chunk_dataset_bad_row_names_line(tmp_path):
+    csv = tmp_path / "train.egs.csv"
+    csv.write_text(egs_lib.HEADER + "\nu-0 /x.ark:15 0 99 0\nu-1 /x.ark 0 99 0\n")
+    with pytest.raises(ValueError, match=r"train.egs.csv:3: .*'u-1 /x.ark 0 99 0'"):
+        ChunkEgs(str(csv))
+    csv.write_text(egs_lib.HEADER + "\nu-0 /x.ark:15 0 99\n")
+    with pytest.raises(ValueError, match=r"train.egs.csv:2: "):
+        ChunkEgs(str(csv))

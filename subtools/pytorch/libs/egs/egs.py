@@ -13,6 +13,7 @@ matrix (except for compressed arks, see there). Item ``i`` of epoch ``e`` is aug
 ``numpy`` generator seeded by ``(seed, e, i)``, so batches are a function of (seed, epoch) whatever the
 number of workers, which makes resumed training exact.
 """
+import array
 import os
 
 import numpy as np
@@ -24,20 +25,19 @@ from subtools.pytorch.libs.egs.kaldi_dataset import KaldiDataset
 from subtools.pytorch.libs.egs.samples import random_chunks_per_utt, speaker_balanced_chunks
 from subtools.pytorch.libs.egs.specaug import SpecAugment
 from subtools.pytorch.libs.support import markers
-from subtools.pytorch.libs.support.kaldi_io import read_rows
+from subtools.pytorch.libs.support.kaldi_io import parse_rxspec, read_rows
 
 HEADER = "eg-id ark-path start-position end-position class-label"
 
 
 def _egs_lines(samples, dataset):
+    """CSV lines (header first) of ``samples`` [(utt, start, end)], generated one at a time."""
     counters = {}
-    lines = [HEADER]
+    yield HEADER
     for utt, start, end in samples:
         n = counters.get(utt, 0)
         counters[utt] = n + 1
-        lines.append(f"{utt}-{n} {dataset.feats_scp[utt]} {start} {end} "
-                     f"{dataset.spk2int[dataset.utt2spk[utt]]}")
-    return lines
+        yield f"{utt}-{n} {dataset.feats_scp[utt]} {start} {end} {dataset.spk2int[dataset.utt2spk[utt]]}"
 
 
 def egs_options(data_dir, chunk_size=200, overlap=0.1, scale=1.5, valid_spks=1024, valid_chunks_per_utt=2,
@@ -82,24 +82,16 @@ def read_info(egs_dir):
 
 
 class ChunkEgs(Dataset):
-    """Items ``(feats: float32 [F, T], label: int)`` of an egs CSV."""
+    """Items ``(feats: float32 [F, T], label: int)`` of an egs CSV.
+
+    The CSV's columns are held as numpy arrays (ark file index, byte offset, start, end, label: about
+    36 bytes per eg), not as one Python string per eg: a VoxCeleb2 egs list has over 10 million egs,
+    and DataLoader workers forked from the parent would otherwise copy every string they touch.
+    """
 
     def __init__(self, csv_path, specaug=None, seed=0):
-        self.arks, starts, ends, labels = [], [], [], []
-        with open(csv_path) as f:
-            header = f.readline().split()
-            if header != HEADER.split():
-                raise ValueError(f"{csv_path}: bad header {header}, expected '{HEADER}'")
-            for lineno, line in enumerate(f, 2):
-                fields = line.split()
-                if len(fields) != 5:
-                    raise ValueError(f"{csv_path}:{lineno}: expected 5 fields, got {len(fields)}")
-                self.arks.append(fields[1])
-                starts.append(int(fields[2]))
-                ends.append(int(fields[3]))
-                labels.append(int(fields[4]))
-        self.starts, self.ends = np.array(starts), np.array(ends)
-        self.labels = np.array(labels, dtype=np.int64)
+        self.ark_paths, columns = _read_egs_csv(csv_path)
+        self.ark_ids, self.offsets, self.starts, self.ends, self.labels = columns
         self.specaug = SpecAugment(**specaug) if specaug else None
         self.seed, self.epoch = seed, 0
 
@@ -111,10 +103,39 @@ class ChunkEgs(Dataset):
         return len(self.labels)
 
     def __getitem__(self, index):
-        feats = read_rows(self.arks[index], int(self.starts[index]), int(self.ends[index]))
+        spec = f"{self.ark_paths[self.ark_ids[index]]}:{self.offsets[index]}"
+        feats = read_rows(spec, int(self.starts[index]), int(self.ends[index]))
         if self.specaug is not None:
             feats = self.specaug(feats.copy(), np.random.default_rng([self.seed, self.epoch, index]))
         return torch.from_numpy(np.ascontiguousarray(feats.T)), int(self.labels[index])
+
+
+def _read_egs_csv(csv_path):
+    """``(ark_paths, (ark_ids int32, offsets int64, starts int64, ends int64, labels int64))`` of an egs
+    CSV: ``ark_paths`` lists each ark file once; ValueError naming the file and line of a bad row."""
+    ark_index = {}
+    columns = [array.array("i"), array.array("q"), array.array("q"), array.array("q"), array.array("q")]
+    add_id, add_offset, add_start, add_end, add_label = (column.append for column in columns)
+    with open(csv_path) as f:
+        header = f.readline().split()
+        if header != HEADER.split():
+            raise ValueError(f"{csv_path}: bad header {header}, expected '{HEADER}'")
+        last_spec = None
+        for lineno, line in enumerate(f, 2):
+            try:
+                _, spec, start, end, label = line.split()
+                if spec != last_spec:  # consecutive egs mostly share an utterance
+                    path, offset = parse_rxspec(spec)
+                    ark_id, last_spec = ark_index.setdefault(path, len(ark_index)), spec
+                add_start(int(start))
+                add_end(int(end))
+                add_label(int(label))
+            except ValueError as e:
+                raise ValueError(f"{csv_path}:{lineno}: expected 'eg-id ark-path:offset start end label', "
+                                 f"got '{line.strip()}' ({e})") from None
+            add_id(ark_id)
+            add_offset(offset)
+    return list(ark_index), tuple(np.frombuffer(column, dtype=column.typecode) for column in columns)
 
 
 def make_train_loader(dataset, batch_size, seed, num_workers=0, prefetch_factor=2, rank=0, world_size=1,
