@@ -68,6 +68,13 @@ def test_config_include_merge_and_overrides(tmp_path):
     assert cfg["optimizer"]["lr"] == 1.0e-3 and cfg["optimizer"]["name"] == "sgd"
     assert cfg["test_sets"][0]["trials"] == "b"
     assert cfg["egs"]["dir"] == "exp/e/egs" and cfg["extract"]["epochs"] == [3]
+    (tmp_path / "vars.yaml").write_text("include: exp.yaml\ntest_sets: [{name: t, trials: \"${data_root}/t/trials\"}]\n"
+                                        "egs: {dir: \"${exp_dir}/my_egs\"}\n")
+    cfg = load_config(str(tmp_path / "vars.yaml"), ["data_root=/big/data"])
+    assert cfg["test_sets"][0]["trials"] == "/big/data/t/trials" and cfg["egs"]["dir"] == "exp/e/my_egs"
+    assert load_config(str(tmp_path / "vars.yaml"))["test_sets"][0]["trials"] == "data/t/trials"  # default
+    with pytest.raises(ValueError, match=r"test_sets.0.trials.*unknown variable '\$\{root\}'"):
+        load_config(str(tmp_path / "vars.yaml"), ["test_sets.0.trials=${root}/x"])
     (tmp_path / "loop.yaml").write_text("include: loop.yaml\n")
     with pytest.raises(ValueError, match="cycle"):
         load_config(str(tmp_path / "loop.yaml"))

@@ -11,10 +11,13 @@ path element indexes a list (``test_sets.0.trials=...``).
 
 :data:`DEFAULTS` fills what a config leaves out; the default SGD options fill the ``optimizer``
 section only when it names SGD (or no optimizer), since other optimizers take other options.
-``resolve`` also derives ``egs.dir`` when unset.
+``resolve`` also derives ``egs.dir`` when unset, and replaces ``${data_root}`` and ``${exp_dir}`` in
+every string value by those keys' values (so ``trials: ${data_root}/voxceleb1/trials/O`` follows
+``--set data_root=/big/disk/data``); any other ``${...}`` is an error.
 """
 import copy
 import os
+import re
 
 import yaml
 
@@ -88,6 +91,29 @@ def parse_override(text):
     return key.strip(), yaml.safe_load(value) if value.strip() else None
 
 
+VARIABLES = ("data_root", "exp_dir")
+_VARIABLE = re.compile(r"\$\{([^}]*)\}")
+
+
+def substitute(node, values, where=""):
+    """Copy of ``node`` with ``${name}`` replaced by ``values[name]`` in every string; ValueError naming
+    the key path of an unknown name."""
+    if isinstance(node, dict):
+        return {k: substitute(v, values, f"{where}.{k}" if where else str(k)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [substitute(v, values, f"{where}.{i}") for i, v in enumerate(node)]
+    if not isinstance(node, str):
+        return node
+
+    def value(match):
+        if match.group(1) not in values:
+            raise ValueError(f"config key '{where}': unknown variable '${{{match.group(1)}}}' in '{node}' "
+                             f"(known: {', '.join('${' + n + '}' for n in values)})")
+        return str(values[match.group(1)])
+
+    return _VARIABLE.sub(value, node)
+
+
 def resolve(config):
     """Fill defaults and derived paths; returns a new dict."""
     names_sgd = str((config.get("optimizer") or {}).get("name", "sgd")).lower() == "sgd"
@@ -96,6 +122,7 @@ def resolve(config):
     for key in ("exp_dir", "train_set", "model"):
         if not config.get(key):
             raise ValueError(f"config lacks '{key}'")
+    config = substitute(config, {name: config[name] for name in VARIABLES})
     if not config["egs"].get("dir"):
         config["egs"]["dir"] = os.path.join(config["exp_dir"], "egs")
     if not config["extract"].get("epochs"):
