@@ -92,3 +92,13 @@ def test_shipped_configs_build_their_models(name):
     assert logits.shape == (2, 10) and torch.isfinite(loss)
     assert {t["name"] for t in cfg["test_sets"]} >= ({"mini-O", "mini-H"} if name.startswith("mini")
                                                      else {"sitw_dev", "sitw_eval", "voxceleb1-O"})
+
+
+def test_stage4_names_missing_checkpoints(tmp_path):
+    from subtools.pytorch.launcher import stages
+    cfg = load_config("conf/mini-serialized.yaml", [f"exp_dir={tmp_path}", "training.epochs=2"])
+    assert cfg["extract"]["epochs"] == [2]                     # follows training.epochs
+    (tmp_path / "2.params").write_bytes(b"")
+    cfg["extract"]["epochs"] = [2, 3]
+    with pytest.raises(SystemExit, match=r"params for extract.epochs \[3\]"):
+        stages.stage4(cfg, [])
