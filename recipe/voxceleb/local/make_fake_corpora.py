@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Lay out the built-in corpus as VoxCeleb1, VoxCeleb2 and SITW trees, for a dry run of the real recipe.
 
-    python3 recipe/voxceleb/local/make_fake_corpora.py --mini-data data OUT
+    python3 recipe/voxceleb/local/make_fake_corpora.py --mini-data data [--nj 4] OUT
 
 Reads the built-in corpus' ``mini_train`` / ``mini_test`` data dirs (``--mini-data``) and writes, in the
 layouts and list formats of the distributed corpora:
@@ -22,6 +22,7 @@ import argparse
 import hashlib
 import os
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 
 import soundfile
 
@@ -60,12 +61,17 @@ def copy_audio(src, dst, fmt=None):
     soundfile.write(dst, wave, rate, format=fmt)
 
 
-def make_voxceleb2(train, out):
+def encode_m4a(src, dst):
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", src, "-c:a", "aac", dst], check=True)
+
+
+def make_voxceleb2(train, out, nj):
     spk2id = {spk: f"id{i + 1:05d}" for i, spk in enumerate(train.spk2utt)}
-    for utt, rel in layout(train, spk2id).items():
-        dst = os.path.join(out, "dev", "aac", rel + ".m4a")
-        os.makedirs(os.path.dirname(dst), exist_ok=True)
-        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", train.wav_scp[utt], "-c:a", "aac", dst], check=True)
+    jobs = [(train.wav_scp[utt], os.path.join(out, "dev", "aac", rel + ".m4a"))
+            for utt, rel in layout(train, spk2id).items()]
+    with ThreadPoolExecutor(nj) as pool:
+        list(pool.map(lambda job: encode_m4a(*job), jobs))
     return len(spk2id)
 
 
@@ -111,11 +117,12 @@ def make_sitw(test, out):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mini-data", required=True, help="dir holding the built-in corpus' mini_train, mini_test")
+    parser.add_argument("--nj", type=int, default=4, help="parallel ffmpeg encodes")
     parser.add_argument("out", help="where voxceleb1/, voxceleb2/ and sitw/ are written")
     args = parser.parse_args(argv)
     train = DataDir.load(os.path.join(args.mini_data, "mini_train"))
     test = DataDir.load(os.path.join(args.mini_data, "mini_test"))
-    n2 = make_voxceleb2(train, os.path.join(args.out, "voxceleb2"))
+    n2 = make_voxceleb2(train, os.path.join(args.out, "voxceleb2"), args.nj)
     n1 = make_voxceleb1(train, test, os.path.join(args.mini_data, "mini_test", "trials"),
                         os.path.join(args.out, "voxceleb1"))
     ns = make_sitw(test, os.path.join(args.out, "sitw"))
