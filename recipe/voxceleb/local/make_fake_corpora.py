@@ -82,7 +82,8 @@ def make_voxceleb1(train, test, trials_dir, out):
     for data, ids, split in ((train, dev_ids, "dev"), (test, test_ids, "test")):
         for utt, rel in layout(data, ids).items():
             copy_audio(data.wav_scp[utt], os.path.join(out, "wav", rel + ".wav"))
-        meta += [f"{vid}\t{spk}\tx\tNowhere\t{split}" for spk, vid in ids.items()]
+        gender = data.tables.get("spk2gender", {})
+        meta += [f"{vid}\t{spk}\t{gender.get(spk, 'x')}\tNowhere\t{split}" for spk, vid in ids.items()]
     write_lines(os.path.join(out, "vox1_meta.csv"), meta)
     paths = layout(test, test_ids)
     lists = {"mini-O": ("veri_test.txt", "veri_test2.txt", "list_test_all.txt", "list_test_all2.txt"),
