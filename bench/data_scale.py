@@ -56,7 +56,7 @@ def make_dir(out, num_utts, num_spks, rng):
 
 
 def run(label, cmd):
-    """Run ``cmd``; print and return its wall seconds and peak RSS (GB) from ``os.wait4``."""
+    """Run ``cmd``; print its wall seconds and peak RSS (GB, from ``os.wait4``)."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     stderr = proc.stderr.read()
@@ -65,7 +65,6 @@ def run(label, cmd):
     if status != 0:
         sys.exit(f"{label} failed:\n{stderr.decode()[-2000:]}")
     print(f"{label:<56s} {seconds:7.1f} s  peak {usage.ru_maxrss / 2**20:5.2f} GB")
-    return seconds
 
 
 def main():

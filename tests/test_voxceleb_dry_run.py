@@ -1,8 +1,9 @@
 """The real-data recipe, end to end, on the built-in corpus laid out as VoxCeleb1/2 + SITW trees
 (recipe/voxceleb/local/make_fake_corpora.py): prepare.sh stages 0-3, then the paper's recipe script
-with the shipped conf/serialized-tdnn-xvector.yaml, changed only in sizes (data_root, epochs, batch,
-jobs), then gather_results_sitw_voxceleb1.sh. Checks that the set names, trials paths and stages the
-configs expect are the ones prepare.sh writes: the "no edits" contract of the VoxCeleb recipe."""
+with the shipped conf/serialized-tdnn-xvector.yaml, changed only in paths and sizes (data_root,
+exp_dir, epochs, batch, jobs), then gather_results_sitw_voxceleb1.sh. Checks that the set names,
+trials paths and stages the configs expect are the ones prepare.sh writes: the "no edits" contract
+of the VoxCeleb recipe."""
 import os
 import subprocess
 import sys

@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 import soundfile
 
 from subtools.kaldi.data_dir import DataDir
+from subtools.kaldi.fileio import write_lines
 from subtools.kaldi.trials import read_trials
 
 YTID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -47,12 +48,6 @@ def layout(data, spk2id):
             for k, utt in enumerate(utts):
                 paths[utt] = f"{spk2id[spk]}/{ytid(spk + str(k // UTTS_PER_VIDEO))}/{k % UTTS_PER_VIDEO + 1:05d}"
     return paths
-
-
-def write_lines(path, lines):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        f.writelines(line + "\n" for line in lines)
 
 
 def copy_audio(src, dst, fmt=None):
