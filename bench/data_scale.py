@@ -22,7 +22,8 @@ import time
 import kaldiio
 import numpy as np
 
-from subtools.kaldi.fileio import read_table
+from subtools.kaldi.data_dir import utt2spk_to_spk2utt, write_spk2utt
+from subtools.kaldi.fileio import read_table, write_table
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TABLES = ("utt2spk", "spk2utt", "wav.scp", "feats.scp", "vad.scp", "utt2num_frames")
@@ -46,13 +47,8 @@ def make_dir(out, num_utts, num_spks, rng):
         "utt2num_frames": frames,
     }
     for name, values in tables.items():
-        with open(f"{out}/{name}", "w") as f:
-            f.writelines(f"{u} {v}\n" for u, v in zip(utts, values))
-    with open(f"{out}/spk2utt", "w") as f:
-        start = 0
-        for s, c in enumerate(counts):
-            f.write(f"id{s:05d} {' '.join(utts[start:start + c])}\n")
-            start += c
+        write_table(f"{out}/{name}", dict(zip(utts, values)), sort=False)
+    write_spk2utt(f"{out}/spk2utt", utt2spk_to_spk2utt(dict(zip(utts, tables["utt2spk"]))))
 
 
 def run(label, cmd):

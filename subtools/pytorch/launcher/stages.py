@@ -127,9 +127,10 @@ def stage3(config, train_stage, gpu_ids):
 
 
 def stage4(config, gpu_ids):
+    from subtools.pytorch.libs.training.checkpoint import checkpoint_path
     from subtools.pytorch.pipeline.extract_embeddings import extract
     opts = config["extract"]
-    absent = [e for e in opts["epochs"] if not os.path.isfile(os.path.join(config["exp_dir"], f"{e}.params"))]
+    absent = [e for e in opts["epochs"] if not os.path.isfile(checkpoint_path(config["exp_dir"], e))]
     if absent:
         raise SystemExit(f"stage 4: no checkpoint {config['exp_dir']}/<epoch>.params for extract.epochs {absent}: "
                          f"train those epochs (stage 3) or set extract.epochs (default: [training.epochs])")
