@@ -1,9 +1,12 @@
 """Kaldi-style LDA (subtools/score/lda.py) against scipy.linalg.eigh of the generalized problem.
 
-With within-class W, total T, between Bs = T - W (Kaldi's normalisation by N) and
-S = 0.1 T + 0.9 W, the kept rows of the linear part must be the top generalized eigenvectors of
-(Bs, S) from scipy (up to sign, 1e-8), the projected S unit and the projected Bs diagonal with the
-scipy eigenvalues; the affine offset must centre the training data.
+With within-class W (summed per speaker around the speaker's own mean), total T, between
+Bs = T - W (so each speaker's mean counts once per utterance, as Kaldi ivector-compute-lda; all
+normalised by N) and S = f T + (1 - f) W, the kept rows of the linear part must be the top generalized
+eigenvectors of (Bs, S) from scipy (up to sign, 1e-8), the projected S unit and the projected Bs
+diagonal with the scipy eigenvalues; the affine offset must centre the training data. Speakers have
+1 to 50 utterances, so a between-class term without the per-speaker count (or normalised by the
+number of speakers) fails.
 """
 import numpy as np
 import pytest
@@ -25,16 +28,19 @@ def scatter(X, spk):
     return T, W / N
 
 
-def test_lda_equals_generalized_eigh():
+@pytest.mark.parametrize("factor", [0.0, 0.1])
+def test_lda_equals_generalized_eigh(factor):
     rng = np.random.default_rng(0)
-    vs, utt2spk = sample(rng, random_model(rng, 8), [5] * 40)
+    sizes = rng.integers(1, 51, size=40)
+    sizes[:3] = [1, 50, 2]
+    vs, utt2spk = sample(rng, random_model(rng, 8), sizes)
     spk = np.array([utt2spk[k] for k in vs.keys])
     dim = 5
-    M = compute_lda(vs.X, spk, dim, total_covariance_factor=0.1)
+    M = compute_lda(vs.X, spk, dim, total_covariance_factor=factor)
     assert M.shape == (dim, 9)
     L = M[:, :8]
     T, W = scatter(vs.X, spk)
-    S, Bs = 0.1 * T + 0.9 * W, T - W
+    S, Bs = factor * T + (1 - factor) * W, T - W
     evals, evecs = eigh(Bs, S)
     top_vals, top_vecs = evals[::-1][:dim], evecs[:, ::-1][:, :dim]
     signs = np.sign(np.sum(L * top_vecs.T, axis=1))
