@@ -1,4 +1,6 @@
 """Kaldi compute-vad and apply-cmvn-sliding against slow loops written from Kaldi's definitions."""
+import inspect
+
 import numpy as np
 import pytest
 
@@ -19,6 +21,18 @@ def kaldi_vad_loop(e, threshold, mean_scale, context, proportion, test_t2):
                 num += e[t2 if test_t2 else t] > thr
         out[t] = 1.0 if num >= den * proportion else 0.0
     return out
+
+
+# Kaldi's VadEnergyOptions defaults (ivector/voice-activity-detection.h), written from Kaldi.
+KALDI_VAD_DEFAULTS = {"energy_threshold": 5.0, "energy_mean_scale": 0.5, "frames_context": 0,
+                      "proportion_threshold": 0.6}
+
+
+def test_vad_defaults_are_kaldis(tmp_path):
+    (tmp_path / "empty.conf").write_text("# no options\n")
+    assert read_vad_conf(str(tmp_path / "empty.conf")) == KALDI_VAD_DEFAULTS
+    signature = inspect.signature(compute_vad).parameters
+    assert {k: signature[k].default for k in KALDI_VAD_DEFAULTS} == KALDI_VAD_DEFAULTS
 
 
 def energies(seed, n=400):
