@@ -49,28 +49,30 @@ def test_sequential_chunks_hand_computed(num_frames, expected):
 
 def test_speaker_balanced_egs_csv_and_info(tmp_path):
     data = tmp_path / "data"
-    write_dir(str(data), {"A": [450, 380], "B": [200], "C": [150]})
+    write_dir(str(data), {"A": [450, 380, 390, 200], "B": [200], "C": [150]})
     make_chunk_egs(str(data), str(tmp_path / "egs"), chunk_size=200, overlap=0.1, scale=1.5, valid_spks=0)
     rows = read_csv(tmp_path / "egs" / "train.egs.csv")
     scp = read_table(data / "feats.scp")
-    # 5 + 1 sequential chunks over 2 speakers with chunks -> int(6 // 2 * 1.5) = 4 per speaker.
+    # ASV-subtools ChunkSamples: 3 + 2 + 3 + 1 + 1 = 10 sequential chunks, 3 speakers (C, with none,
+    # counts) -> int(10 // 3 * 1.5) = 4 per speaker (10 / 3 * 1.5 would give 5; 10 // 2 * 1.5, 7).
     a = [r for r in rows if r[0].startswith("A-")]
     b = [r for r in rows if r[0].startswith("B-")]
     assert len(a) == 4 and len(b) == 4 and len(rows) == 8
     seq_a = {("A-0", s, e) for s, e in [(0, 199), (180, 379), (250, 449)]} | \
-            {("A-1", s, e) for s, e in [(0, 199), (180, 379)]}
+            {("A-1", s, e) for s, e in [(0, 199), (180, 379)]} | \
+            {("A-2", s, e) for s, e in [(0, 199), (180, 379), (190, 389)]} | {("A-3", 0, 199)}
     got_a = {(r[0].rsplit("-", 1)[0], int(r[2]), int(r[3])) for r in a}
     assert len(got_a) == 4 and got_a <= seq_a                       # a subset, no repeats
     assert all((int(r[2]), int(r[3])) == (0, 199) for r in b)          # topped up inside a 200-frame utt
     assert sorted(r[0] for r in b) == ["B-0-0", "B-0-1", "B-0-2", "B-0-3"]
     assert all(r[1] == scp[r[0].rsplit("-", 1)[0]] for r in rows)
     assert {r[4] for r in a} == {"0"} and {r[4] for r in b} == {"1"}   # C-sorted speakers -> 0, 1, 2
-    assert read_info(str(tmp_path / "egs")) == {"feat_dim": 5, "num_targets": 3, "num_frames": 1180}
+    assert read_info(str(tmp_path / "egs")) == {"feat_dim": 5, "num_targets": 3, "num_frames": 1770}
     assert read_table(tmp_path / "egs" / "spk2int") == {"A": "0", "B": "1", "C": "2"}
     assert read_csv(tmp_path / "egs" / "valid.egs.csv") == []
     make_chunk_egs(str(data), str(tmp_path / "egs0"), chunk_size=200, valid_spks=0, chunk_num=0)
-    rows = read_csv(tmp_path / "egs0" / "train.egs.csv")                 # 0: the largest count (5)
-    assert sum(r[4] == "0" for r in rows) == 5 and sum(r[4] == "1" for r in rows) == 5
+    rows = read_csv(tmp_path / "egs0" / "train.egs.csv")                 # 0: the largest count (9)
+    assert sum(r[4] == "0" for r in rows) == 9 and sum(r[4] == "1" for r in rows) == 9
     make_chunk_egs(str(data), str(tmp_path / "egs2"), chunk_size=200, valid_spks=0, chunk_num=2)
     assert len(read_csv(tmp_path / "egs2" / "train.egs.csv")) == 4
 

@@ -7,8 +7,9 @@ Semantics (checked against ASV-subtools ``libs/egs/samples.py``):
   ``drop_last``, one extra chunk ``[T - C, T - 1]`` is added when the tail left over is longer than the
   overlap (``next_start + int(o*C) < T``). Utterances shorter than ``C`` give no chunk.
 * **Speaker balance**: every speaker gets the same number of chunks, ASV-subtools ``--chunk-num``:
-  ``-1`` (default) ``int(N // S * scale)`` with ``N`` sequential chunks over the ``S`` speakers that have
-  any; ``0`` the largest per-speaker count; ``k > 0`` exactly k. A speaker with more
+  ``-1`` (default) ``int(N // S * scale)`` with ``N`` sequential chunks and ``S`` speakers in the
+  training part, those whose utterances are all shorter than the chunk counted too (they get no chunk;
+  launcher stage 1 removes such utterances first); ``0`` the largest per-speaker count; ``k > 0`` exactly k. A speaker with more
   sequential chunks keeps a random subset (without replacement); a speaker with fewer keeps all and is
   topped up with chunks at uniformly random start positions in its utterances (drawn with replacement).
 * **Validation** (``every_utt``): ``k`` chunks at uniformly random start positions per utterance.
@@ -62,7 +63,7 @@ def speaker_balanced_chunks(dataset, chunk_size, overlap, scale, rng, drop_last=
     elif chunk_num == 0:
         per_spk = max(len(c) for c in spk2chunks.values())
     else:
-        per_spk = int(total // len(spk2chunks) * scale)
+        per_spk = int(total // len(dataset.spk2utt) * scale)
     samples = []
     for spk, chunks in spk2chunks.items():
         if len(chunks) >= per_spk:
