@@ -1,6 +1,7 @@
 """Command contracts of the back-end, run as subprocesses on generated embeddings.
 
 * plda.py train/score + compute_metrics.py (last line format; a separable set has low EER);
+  score --smoothing equals the library's smoothed model;
 * missing trial keys: stop with the count and first keys, or skip by flag;
 * a NaN vector stops training, naming the key;
 * score_sets.py with speaker-keyed enrollment (SITW style);
@@ -18,6 +19,7 @@ import yaml
 
 from subtools.kaldi.fileio import read_table, write_lines
 from subtools.score.lda import compute_lda
+from subtools.score.plda import Plda
 from subtools.score.synthetic import random_model, random_trials, sample, write_set
 from subtools.score.vectors import VectorSet, apply_affine, length_norm, load_vectors, save_vectors
 
@@ -67,7 +69,8 @@ def world(tmp_path_factory):
                                                sets["sitw_test"][1], 150))
     cfg = {"exp_dir": str(exp), "extract": {"epochs": [3]},
            "backend": {"plda_train_set": "train", "chain": "submean-lda-norm-plda", "lda_dim": 10,
-                       "plda_iters": 10, "cohort_set": "train", "asnorm_top_n": 20},
+                       "lda_total_covariance_factor": 0.0, "plda_iters": 10, "plda_smoothing": 0.0,
+                       "cohort_set": "train", "asnorm_top_n": 20},
            "test_sets": [{"name": "mini-O", "enroll": "mini_test", "test": "mini_test",
                           "trials": str(d / "mini-O")},
                          {"name": "sitw_dev", "enroll": "sitw_enroll", "test": "sitw_test",
@@ -90,6 +93,16 @@ def test_plda_and_metrics_contracts(world, tmp_path):
         "--test", scp, "--trials", str(d / "mini-O"), "--out", str(tmp_path / "s"))
     lines = (tmp_path / "s").read_text().splitlines()
     assert len(lines) == 400 and len(lines[0].split()) == 3
+    run(sys.executable, "subtools/score/plda.py", "score", "--model", str(model), "--enroll", scp, "--test",
+        scp, "--trials", str(d / "mini-O"), "--out", str(tmp_path / "smoothed"), "--smoothing", "0.2")
+    smoothed = Plda.load(model).smooth_within(0.2)
+    vs = load_vectors(scp)
+    pairs = [line.split() for line in lines]
+    U = smoothed.transform(vs.X)
+    ref = smoothed.score_pairs(U, 1, U, [vs.index[p[0]] for p in pairs], [vs.index[p[1]] for p in pairs])
+    got = [float(line.split()[2]) for line in (tmp_path / "smoothed").read_text().splitlines()]
+    assert np.allclose(got, ref, rtol=1e-6, atol=1e-5)                # scores written with 6 decimals
+    assert not np.allclose(got, [float(p[2]) for p in pairs], atol=1e-3)
     det = tmp_path / "det.png"
     out = run(sys.executable, "subtools/score/compute_metrics.py", "--trials", str(d / "mini-O"),
               "--scores", str(tmp_path / "s"), "--det", str(det)).stdout.strip().splitlines()[-1]

@@ -62,3 +62,5 @@ def test_lda_errors_name_the_numbers():
         compute_lda(X, np.arange(30), 2)
     with pytest.raises(ValueError, match="must be in 1..6"):
         compute_lda(X, spk, 7)
+    with pytest.raises(ValueError, match=r"factor 1.5 must be in \[0, 1\]"):
+        compute_lda(X, spk, 2, total_covariance_factor=1.5)

@@ -8,6 +8,9 @@
   scipy.stats.multivariate_normal in the input space (rtol 1e-7);
 * with Kaldi length normalisation, vectorised scores equal a per-trial loop written here from
   Kaldi's formulas (rtol 1e-9), and sum u^2/(psi + 1/n) = D;
+* within-class smoothing by s (Kaldi ivector-copy-plda) gives within W + s B and between B
+  (1e-9), and the scores of the model built from those covariances (rtol 1e-9); s = 0 changes
+  nothing; s outside [0, 1] is refused;
 * Kaldi text and npz round trips are exact; bad training data is refused.
 """
 import numpy as np
@@ -129,6 +132,27 @@ def test_length_normalised_scores_match_per_trial_loop(trained, simple):
     ref = np.array([kaldi_llr(model.psi, Ue[e], ne[e], Ut[t]) for e, t in zip(ie, it)])
     assert np.allclose(model.score_pairs(Ue, ne, Ut, ie, it), ref, rtol=1e-9, atol=1e-9)
     assert np.allclose(model.score_matrix(Ue, ne, Ut).ravel(), ref, rtol=1e-9, atol=1e-9)
+
+
+def test_smoothing_adds_between_to_within(trained):
+    _, model = trained
+    W, B = model.within_covariance(), model.between_covariance()
+    same = model.smooth_within(0.0)
+    assert np.array_equal(same.transform_matrix, model.transform_matrix)
+    assert np.array_equal(same.psi, model.psi)
+    s = 0.3
+    smoothed = model.smooth_within(s)
+    assert np.allclose(smoothed.within_covariance(), W + s * B, rtol=1e-9, atol=1e-9)
+    assert np.allclose(smoothed.between_covariance(), B, rtol=1e-9, atol=1e-9)
+    assert not np.allclose(smoothed.psi, model.psi)
+    direct = Plda.from_covariances(model.mean, W + s * B, B)
+    rng = np.random.default_rng(5)
+    Xe, Xt, ne = rng.normal(size=(6, model.dim)) * 3, rng.normal(size=(8, model.dim)) * 3, [1, 2, 3, 1, 4, 2]
+    ours = smoothed.score_matrix(smoothed.transform(Xe, ne), ne, smoothed.transform(Xt))
+    ref = direct.score_matrix(direct.transform(Xe, ne), ne, direct.transform(Xt))
+    assert np.allclose(ours, ref, rtol=1e-9, atol=1e-9)
+    with pytest.raises(ValueError, match=r"smoothing factor 1.5 must be in \[0, 1\]"):
+        model.smooth_within(1.5)
 
 
 def test_kaldi_text_and_npz_round_trip(trained, tmp_path):

@@ -84,8 +84,7 @@ def gather(exp, backend_name, epochs=None, chain=None, on_missing="skip", log=pr
         if not os.path.isfile(os.path.join(train_dir, "xvector.scp")):
             log(f"SKIP epoch {epoch}: no back-end training embeddings {train_dir}/xvector.scp")
             continue
-        backend = Backend(chain, bcfg.get("lda_dim", 256), bcfg.get("plda_iters", 10),
-                          bcfg.get("asnorm_top_n", 300))
+        backend = Backend.from_config(chain, bcfg, f"{cfg_path}: backend")
         backend.fit(EmbeddingSet(train_dir),
                     os.path.join(emb, "backend", train_name, chain.replace("-asnorm", "")), log=log)
         if backend.use_asnorm:

@@ -14,6 +14,11 @@ Each EM iteration is computed in the space that diagonalises the current (W, B),
 diagonal for every ``n``: the same statistics as Kaldi's per-count inversions, with one
 ``D x D`` eigen-decomposition per iteration instead of one inversion per distinct count.
 
+Smoothing (:meth:`Plda.smooth_within`, Kaldi ``ivector-copy-plda --smoothing=s``,
+``Plda::SmoothWithinClassCovariance``): the within-class covariance becomes ``W + s B`` (B unchanged),
+i.e. ``psi <- psi / (1 + s psi)`` and ``A <- diag(1 + s psi)^-1/2 A``. Kaldi's default and the
+authors' value are s = 0 (no change); Kaldi's usage example shows 0.1.
+
 Scoring (:meth:`Plda.transform` + :meth:`Plda.score_pairs`), enrollment with ``n`` utterances
 averaged: ``u = A (x - mu)``; with ``normalize_length`` (Kaldi's default) scale ``u`` so that
 ``sum u_i^2 / (psi_i + 1/n) = D`` (``simple_length_norm``: ``|u| = sqrt(D)``). Test vectors use
@@ -29,12 +34,13 @@ CLI (contract)::
 
     python3 subtools/score/plda.py train --vectors SCP --utt2spk FILE --out MODEL [--num-iters 10]
     python3 subtools/score/plda.py score --model MODEL --enroll SCP --test SCP --trials TRIALS \\
-        --out SCORES [--num-utts FILE] [--simple-length-norm] [--no-normalize-length] \\
-        [--on-missing stop|skip]
+        --out SCORES [--num-utts FILE] [--smoothing 0.0] [--simple-length-norm] \\
+        [--no-normalize-length] [--on-missing stop|skip]
 
 ``train`` refuses data with no speaker having >= 2 vectors, or fewer vectors than dimensions.
 ``score`` takes enroll keys from the enroll scp (n from ``--num-utts``, a Kaldi table ``key n``,
-default 1) and writes ``enroll test llr`` lines in trial order.
+default 1), smooths the model by ``--smoothing`` first (as ``ivector-copy-plda`` in a Kaldi scoring
+pipe) and writes ``enroll test llr`` lines in trial order.
 """
 import argparse
 import io
@@ -114,6 +120,14 @@ class Plda:
         s, U = np.linalg.eigh(_sym(T1 @ between @ T1.T))
         s, U = np.maximum(s[::-1], 0.0), U[:, ::-1]
         return cls(mean, U.T @ T1, s)
+
+    def smooth_within(self, factor):
+        """The model with within-class covariance ``W + factor * B`` (Kaldi ``ivector-copy-plda
+        --smoothing``); ``factor`` in [0, 1] as Kaldi asserts, 0 gives the same model."""
+        if not 0.0 <= factor <= 1.0:
+            raise ValueError(f"PLDA smoothing factor {factor} must be in [0, 1]")
+        grown = 1.0 + factor * self.psi          # within variances in the diagonal space, [D]
+        return Plda(self.mean, self.transform_matrix / np.sqrt(grown)[:, None], self.psi / grown)
 
     def within_covariance(self):
         """``W = A^-1 A^-T`` in the input space ``[D, D]``."""
@@ -279,7 +293,7 @@ def _score_cli(args):
     from subtools.score.trials import read_trials, resolve_trials, write_scores
     from subtools.score.vectors import load_vectors
 
-    model = Plda.load(args.model)
+    model = Plda.load(args.model).smooth_within(args.smoothing)
     enroll, test = load_vectors(args.enroll), load_vectors(args.test)
     if args.num_utts:
         table = read_table(args.num_utts)
@@ -307,6 +321,8 @@ def main(argv=None):
     s.add_argument("--trials", required=True, help="'enroll test [target|nontarget]' lines")
     s.add_argument("--out", required=True, help="output 'enroll test score' lines")
     s.add_argument("--num-utts", help="table 'enroll-key n' (default n = 1)")
+    s.add_argument("--smoothing", type=float, default=0.0,
+                   help="within-class smoothing of the model before scoring (ivector-copy-plda; default 0)")
     s.add_argument("--simple-length-norm", action="store_true")
     s.add_argument("--no-normalize-length", action="store_true")
     s.add_argument("--on-missing", choices=["stop", "skip"], default="stop",

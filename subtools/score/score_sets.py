@@ -5,9 +5,11 @@ A chain is a dash-separated list: pre-processing steps, one scorer, optionally `
     submean-lda-norm-plda     submean-norm-cosine     submean-lda-norm-plda-asnorm
 
 * ``submean`` -- subtract the training set's global mean (Kaldi ivector-subtract-global-mean)
-* ``lda``     -- Kaldi ivector-compute-lda affine transform to ``lda_dim`` (total-covariance-factor 0.1)
+* ``lda``     -- Kaldi ivector-compute-lda affine transform to ``lda_dim`` (``--total-covariance-factor``
+  = ``lda_total_covariance_factor``, default 0.0 as Kaldi)
 * ``norm``    -- length normalisation to sqrt(dim) (Kaldi ivector-normalize-length)
-* ``plda``    -- Kaldi PLDA (EM, ``plda_iters``), LLR with length normalisation inside
+* ``plda``    -- Kaldi PLDA (EM, ``plda_iters``), smoothed by ``plda_smoothing`` (ivector-copy-plda
+  --smoothing, default 0.0 as Kaldi), LLR with length normalisation inside
 * ``cosine``  -- cosine similarity
 * ``asnorm``  -- adaptive symmetric normalisation against the speaker means of a cohort set (top N)
 
@@ -17,16 +19,28 @@ the enroll, test and cohort vectors. Inputs are embedding set dirs ``DIR/xvector
 speaker ids of its spk2utt: those speakers' raw vectors are averaged first, as Kaldi
 ``ivector-mean``, and PLDA uses n = number of utterances averaged (SITW).
 
+With the authors' settings (``gather_results_sitw_voxceleb1.sh`` of the paper's code, i.e. Kaldi
+sitw/v2): chain ``submean-lda-norm-plda``, ``lda_dim`` 128, factor 0.0, smoothing 0.0, trained on the
+augmented training set.
+
 Trained steps are saved in ``--model-dir`` (``step<i>_submean.vec``, ``step<i>_lda.mat`` as Kaldi
-binary objects, ``plda.txt`` in Kaldi text format, ``params.json`` written last) and reused when
-``params.json`` matches, so reruns skip training.
+binary objects, ``plda.txt`` in Kaldi text format as trained, ``params.json`` written last) and reused
+when ``params.json`` matches: it holds the training set (path and xvector.scp mtime), the chain and
+every training option (``lda_dim``, ``lda_total_covariance_factor``, ``plda_iters``), so changing one
+refits. The scoring options (``plda_smoothing``, ``plda_simple_length_norm``) are applied to the
+loaded model, as ``ivector-copy-plda`` in Kaldi's scoring pipe, and need no refit.
+
+Config: the ``backend:`` section of an experiment config names the Backend arguments
+(:data:`BACKEND_ARGS`) and the sets and chains gather_results reads (:data:`BACKEND_NAMES`); any
+other key is an error (:meth:`Backend.from_config`).
 
 Usage::
 
-    python3 subtools/score/score_sets.py --chain submean-lda-norm-plda --train-dir EMB/voxceleb2_dev \\
+    python3 subtools/score/score_sets.py --chain submean-lda-norm-plda --train-dir EMB/voxceleb2_dev_aug \\
         --enroll-dir EMB/sitw_dev_enroll --test-dir EMB/sitw_dev_test \\
         --trials data/sitw_dev_test/trials/core-core.lst --scores OUT.score \\
-        [--lda-dim 256] [--plda-iters 10] [--cohort-dir EMB/voxceleb2_dev --top-n 300] \\
+        [--lda-dim 128] [--lda-total-covariance-factor 0.0] [--plda-iters 10] [--plda-smoothing 0.0] \\
+        [--plda-simple-length-norm] [--cohort-dir EMB/voxceleb2_dev --asnorm-top-n 300] \\
         [--model-dir DIR] [--on-missing stop|skip]
 
 Prints the metrics line when the trials carry target/nontarget labels.
@@ -49,6 +63,9 @@ from subtools.score.vectors import (apply_affine, concat, global_mean, length_no
 
 PRE_STEPS = ("submean", "lda", "norm")
 SCORERS = ("plda", "cosine")
+BACKEND_ARGS = ("lda_dim", "lda_total_covariance_factor", "plda_iters", "plda_smoothing",
+                "plda_simple_length_norm", "asnorm_top_n")
+BACKEND_NAMES = ("plda_train_set", "cohort_set", "chain", "cosine_chain", "asnorm_chain")
 
 
 def parse_chain(chain):
@@ -98,23 +115,34 @@ class EmbeddingSet:
 class Backend:
     """A chain fitted on a training embedding set; scores trials between two embedding sets."""
 
-    def __init__(self, chain, lda_dim=256, plda_iters=10, top_n=300, total_covariance_factor=0.1,
-                 simple_length_norm=False):
+    def __init__(self, chain, lda_dim=256, lda_total_covariance_factor=0.0, plda_iters=10,
+                 plda_smoothing=0.0, plda_simple_length_norm=False, asnorm_top_n=300):
         self.chain = chain
         self.pre, self.scorer_name, self.use_asnorm = parse_chain(chain)
-        self.lda_dim, self.plda_iters, self.top_n = lda_dim, plda_iters, top_n
-        self.tcf, self.simple_length_norm = total_covariance_factor, simple_length_norm
+        self.lda_dim, self.lda_tcf, self.plda_iters = lda_dim, lda_total_covariance_factor, plda_iters
+        self.plda_smoothing, self.plda_simple_length_norm = plda_smoothing, plda_simple_length_norm
+        self.asnorm_top_n = asnorm_top_n
         self.params = []      # fitted parameter of each pre-processing step (mean / matrix / None)
         self.scorer = None
         self.cohort = None
+
+    @classmethod
+    def from_config(cls, chain, section, source="config"):
+        """A Backend for ``chain`` from a ``backend:`` config section (dict); ValueError naming
+        ``source`` and any key that is neither in BACKEND_ARGS nor in BACKEND_NAMES."""
+        unknown = sorted(set(section) - set(BACKEND_ARGS) - set(BACKEND_NAMES))
+        if unknown:
+            raise ValueError(f"{source}: unknown backend key(s) {', '.join(unknown)}; known: "
+                             f"{', '.join(BACKEND_ARGS + BACKEND_NAMES)}")
+        return cls(chain, **{k: section[k] for k in BACKEND_ARGS if k in section})
 
     def _description(self, train_path):
         pre = "-".join(self.pre + [self.scorer_name])
         scp = os.path.join(train_path, "xvector.scp")
         stamp = os.stat(scp).st_mtime_ns if os.path.exists(scp) else None   # re-extracted -> refit
         return {"chain": pre, "train": os.path.abspath(train_path), "train_scp_mtime_ns": stamp,
-                "lda_dim": self.lda_dim,
-                "plda_iters": self.plda_iters, "total_covariance_factor": self.tcf}
+                "lda_dim": self.lda_dim, "lda_total_covariance_factor": self.lda_tcf,
+                "plda_iters": self.plda_iters}
 
     def _apply(self, i, X):
         step, p = self.pre[i], self.params[i]
@@ -153,20 +181,22 @@ class Backend:
             if step == "submean":
                 self.params.append(global_mean(X))
             elif step == "lda":
-                self.params.append(compute_lda(X, spk, self.lda_dim, self.tcf))
+                self.params.append(compute_lda(X, spk, self.lda_dim, self.lda_tcf))
             else:
                 self.params.append(None)
             X = self._apply(i, X)
         model = Plda.train(X, spk, self.plda_iters) if self.scorer_name == "plda" else None
-        self._set_scorer(model)
         log(f"back-end {desc['chain']}: trained on {len(vs)} vectors of {len(set(spk))} speakers "
             f"({train.path}), output dim {X.shape[1]}")
         if model_dir:
             self._save(model_dir, model, desc)
+        self._set_scorer(model)
         return self
 
     def _set_scorer(self, model):
-        self.scorer = (PldaScorer(model, simple_length_norm=self.simple_length_norm)
+        """The scorer over ``model`` as trained (PLDA: smoothed here, as ivector-copy-plda)."""
+        self.scorer = (PldaScorer(model.smooth_within(self.plda_smoothing),
+                                  simple_length_norm=self.plda_simple_length_norm)
                        if self.scorer_name == "plda" else CosineScorer())
 
     def _file(self, model_dir, i):
@@ -213,7 +243,7 @@ class Backend:
         if self.use_asnorm:
             if self.cohort is None:
                 raise ValueError(f"chain '{self.chain}' needs a cohort set (--cohort-dir / backend.cohort_set)")
-            scores = asnorm(self.scorer, E, T, self.cohort, ie, it, scores, self.top_n)
+            scores = asnorm(self.scorer, E, T, self.cohort, ie, it, scores, self.asnorm_top_n)
         return trials.subset(keep), scores
 
 
@@ -226,17 +256,19 @@ def main(argv=None):
     p.add_argument("--trials", required=True)
     p.add_argument("--scores", required=True, help="output 'enroll test score' file")
     p.add_argument("--lda-dim", type=int, default=256)
+    p.add_argument("--lda-total-covariance-factor", type=float, default=0.0,
+                   help="LDA normalises f T + (1 - f) W (Kaldi ivector-compute-lda; default 0.0)")
     p.add_argument("--plda-iters", type=int, default=10)
-    p.add_argument("--total-covariance-factor", type=float, default=0.1)
-    p.add_argument("--simple-length-norm", action="store_true")
+    p.add_argument("--plda-smoothing", type=float, default=0.0,
+                   help="PLDA within-class smoothing (Kaldi ivector-copy-plda --smoothing; default 0.0)")
+    p.add_argument("--plda-simple-length-norm", action="store_true")
     p.add_argument("--cohort-dir", help="AS-norm cohort embedding set (speaker means are used)")
-    p.add_argument("--top-n", type=int, default=300, help="AS-norm top-N cohort scores")
+    p.add_argument("--asnorm-top-n", type=int, default=300, help="AS-norm top-N cohort scores")
     p.add_argument("--model-dir", help="save / reuse the trained steps here")
     p.add_argument("--on-missing", choices=["stop", "skip"], default="stop",
                    help="trials naming absent vectors: stop (default) or skip them")
     args = p.parse_args(argv)
-    backend = Backend(args.chain, args.lda_dim, args.plda_iters, args.top_n,
-                      args.total_covariance_factor, args.simple_length_norm)
+    backend = Backend(args.chain, **{k: getattr(args, k) for k in BACKEND_ARGS})
     backend.fit(EmbeddingSet(args.train_dir), args.model_dir)
     if backend.use_asnorm:
         if not args.cohort_dir:
