@@ -35,7 +35,8 @@ def test_voxceleb_recipe_dry_run(tiny_corpus, tmp_path):
     _run(["bash", "recipe/serialized-experiments/gather_results_sitw_voxceleb1.sh", exp, "--backend", "cosine"])
     with open(exp / "cosine.results") as f:
         rows = {fields[1]: fields for fields in (line.split() for line in f) if fields and fields[0] == "1"}
-    expected_trials = {"sitw_dev": 12, "sitw_eval": 12, "voxceleb1-O": 120, "voxceleb1-E": 120, "voxceleb1-H": 56}
+    expected_trials = {"sitw_dev": 12, "sitw_eval": 12, "voxceleb1-E-clean": 120, "voxceleb1-H-clean": 56,
+                       "voxceleb1-O": 120, "voxceleb1-E": 120, "voxceleb1-H": 56}
     assert {name: int(rows[name][2]) for name in rows} == expected_trials
     for name in expected_trials:
         assert 0.0 <= float(rows[name][3]) <= 100.0 and 0.0 <= float(rows[name][4]) <= 1.0
