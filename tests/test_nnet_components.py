@@ -37,8 +37,14 @@ def test_tdnn_affine_parameters_only_for_taps_and_gradient():
     assert layer.weight.shape == (3, 4, 3)
     x = torch.randn(2, 4, 9, requires_grad=True)
     layer(x).sum().backward()
-    # frames 7, 8 of the input only reach the output through tap +1 (t + 1 <= 8): gradient nonzero
-    assert x.grad.abs().sum() > 0 and layer.weight.grad.shape == layer.weight.shape
+    assert layer.weight.grad.shape == layer.weight.shape
+    # d sum(y) / d x_j = sum over the taps k that read frame j of sum_o W[o, :, k]. 5 output frames
+    # (centres 3..7); tap -3 reads frames 0-4, tap 0 frames 3-7, tap +1 frames 4-8. So frames 0-2
+    # reach the output only through tap -3 and frame 8 only through tap +1.
+    taps = layer.weight.detach().sum(0)                                 # [4, 3]
+    readers = {0: [0], 1: [0], 2: [0], 3: [0, 1], 4: [0, 1, 2], 5: [1, 2], 6: [1, 2], 7: [1, 2], 8: [2]}
+    for frame, ks in readers.items():
+        assert torch.allclose(x.grad[:, :, frame], taps[:, ks].sum(1).expand(2, 4), atol=1e-6), frame
 
 
 def test_tdnn_affine_rejects_bad_input():
@@ -68,3 +74,16 @@ def test_tdnn_stack_xvector_frames():
     stack = TdnnStack(30, channels=[16, 16, 16, 16, 24])
     assert stack.frames_lost == 4 + 4 + 6
     assert stack(torch.randn(2, 30, 40)).shape == (2, 24, 40 - 14)
+    # Kaldi's x-vector contexts (frame1-frame5), and the stack = the layers chained by the splice reference
+    assert [layer.affine.context for layer in stack] == [[-2, -1, 0, 1, 2], [-2, 0, 2], [-3, 0, 3], [0], [0]]
+    torch.manual_seed(3)
+    stack = stack.double().eval()
+    for layer in stack:
+        layer.batchnorm.running_mean.uniform_(0, 1)
+        layer.batchnorm.running_var.uniform_(0.5, 2)
+    x = torch.randn(2, 30, 40, dtype=torch.float64)
+    ref = x
+    with torch.no_grad():
+        for layer in stack:
+            ref = layer.batchnorm(torch.relu(splice_affine(layer.affine, ref)))
+        assert torch.allclose(stack(x), ref, atol=1e-10)

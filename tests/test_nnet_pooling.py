@@ -26,9 +26,21 @@ POOLINGS = [("stats", {}), ("attentive", {"hidden_size": 8}), ("multihead", {"nu
 def test_shapes(name, params, frames):
     torch.manual_seed(0)
     pool = build_pooling(name, D, **params).eval()
-    out = pool(torch.randn(3, D, frames))
+    x = torch.randn(3, D, frames)
+    with torch.no_grad():
+        out = pool(x)
+        alone = [pool(x[b:b + 1])[0] for b in range(3)]
     assert out.shape == (3, pool.get_output_dim(), 1)
     assert torch.isfinite(out).all()
+    assert all(torch.allclose(alone[b], out[b], atol=1e-5) for b in range(3))  # utterances do not mix
+    if frames == 1 and name != "serialized":  # one frame: attention weights 1, mean = the frame itself
+        assert torch.allclose(out[:, :D, 0], x[:, :, 0], atol=1e-6)
+    if frames == 1 and name == "serialized":
+        pool = pool.double()
+        with torch.no_grad():
+            out = pool(x.double())
+        for b in range(3):
+            assert torch.allclose(out[b, :, 0], ref_serialized(pool, x[b].double(), 1)[0], atol=1e-9)
 
 
 def test_output_dims():

@@ -35,15 +35,26 @@ def test_warm_restarts_follow_cosine():
 
 
 def test_reduce_on_plateau_and_state_roundtrip():
+    """Halve the lr after more than 1 epoch without improvement; a scheduler + optimizer restored from
+    their state dicts (as a resumed run) holds the same state and follows the same lr sequence."""
     opt = get_optimizer(params(), {"name": "adam", "lr": 1.0, "betas": [0.9, 0.99]})
     sched = LRSchedulerWrapper(opt, {"name": "reduceP", "reduceP": {"factor": 0.5, "patience": 1}})
-    for loss in (3.0, 2.0, 2.0, 2.0):
+    lrs = []
+    for loss in (3.0, 2.0, 2.0, 2.0):  # best 3, 2; then 1 and 2 bad epochs -> halved
         sched.on_epoch_end(loss)
-    assert sched.get_lr() == 0.5
+        lrs.append(sched.get_lr())
+    assert lrs == [1.0, 1.0, 1.0, 0.5]
     opt2 = get_optimizer(params(), {"name": "adam", "lr": 1.0})
-    sched2 = LRSchedulerWrapper(opt2, {"name": "reduceP"})
+    sched2 = LRSchedulerWrapper(opt2, {"name": "reduceP", "reduceP": {"factor": 0.1, "patience": 3}})
+    opt2.load_state_dict(opt.state_dict())
     sched2.load_state_dict(sched.state_dict())
-    assert sched2.state_dict()["num_bad_epochs"] == sched.state_dict()["num_bad_epochs"]
+    assert sched2.state_dict() == sched.state_dict() and sched2.state_dict()["best"] == 2.0
+    for loss in (2.5, 2.5, 1.0, 1.5, 1.5):  # 2 bad -> 0.25; improved; 2 bad -> 0.125
+        sched.on_epoch_end(loss)
+        sched2.on_epoch_end(loss)
+        assert sched2.get_lr() == sched.get_lr()
+        lrs.append(sched.get_lr())
+    assert lrs[4:] == [0.5, 0.25, 0.25, 0.25, 0.125]
 
 
 def test_bad_optimizer_options():
@@ -58,7 +69,7 @@ def test_config_include_merge_and_overrides(tmp_path):
                                         "model: {blueprint: m.py, class: M, params: {x: 1, y: [1, 2]}}\n")
     (tmp_path / "mid.yaml").write_text("include: base.yaml\nmodel: {params: {y: [3]}}\n")
     (tmp_path / "exp.yaml").write_text("include: [mid.yaml]\nexp_dir: exp/e\ntraining: {epochs: 3}\n"
-                                       "test_sets: [{name: t, trials: a}]\n")
+                                       "test_sets: [{name: t, enroll: e, test: t, trials: a}]\n")
     cfg = load_config(str(tmp_path / "exp.yaml"),
                       ["training.batch_size=32", "optimizer.lr=1.0e-3", "model.params.z={w: true}",
                        "test_sets.0.trials=b"])
@@ -68,7 +79,8 @@ def test_config_include_merge_and_overrides(tmp_path):
     assert cfg["optimizer"]["lr"] == 1.0e-3 and cfg["optimizer"]["name"] == "sgd"
     assert cfg["test_sets"][0]["trials"] == "b"
     assert cfg["egs"]["dir"] == "exp/e/egs" and cfg["extract"]["epochs"] == [3]
-    (tmp_path / "vars.yaml").write_text("include: exp.yaml\ntest_sets: [{name: t, trials: \"${data_root}/t/trials\"}]\n"
+    (tmp_path / "vars.yaml").write_text("include: exp.yaml\ntest_sets: [{name: t, enroll: e, test: t, "
+                                        "trials: \"${data_root}/t/trials\"}]\n"
                                         "egs: {dir: \"${exp_dir}/my_egs\"}\n")
     cfg = load_config(str(tmp_path / "vars.yaml"), ["data_root=/big/data"])
     assert cfg["test_sets"][0]["trials"] == "/big/data/t/trials" and cfg["egs"]["dir"] == "exp/e/my_egs"
@@ -86,10 +98,27 @@ def test_shipped_configs_build_their_models(name):
     from subtools.pytorch.libs.nnet.framework import load_blueprint
     cfg = load_config(f"conf/{name}.yaml")
     cls = load_blueprint(cfg["model"]["blueprint"], cfg["model"]["class"])
-    model = cls(80, 10, **cfg["model"]["params"])
-    out = model(torch.randn(2, 80, 60))
-    loss, logits = model.get_loss(out, torch.tensor([0, 1]))
-    assert logits.shape == (2, 10) and torch.isfinite(loss)
+    params = cfg["model"]["params"]
+    torch.manual_seed(0)
+    model = cls(80, 10, **params)
+    x, targets = torch.randn(3, 80, 60), torch.tensor([0, 1, 9])
+    loss, logits = model.get_loss(model(x), targets)
+    assert logits.shape == (3, 10)
+    cross_entropy = torch.nn.functional.cross_entropy(logits, targets)  # logits without any margin
+    if params.get("loss", "softmax") == "softmax":
+        assert torch.allclose(loss, cross_entropy, atol=1e-6)
+    else:
+        assert loss >= cross_entropy - 1e-6                            # a margin only lowers target logits
+    info = model.get_model_info()
+    assert info["embedding_dims"]["near"] == params["embd_dim"]
+    model.eval()
+    with torch.no_grad():
+        batch = model.extract_embedding(x)
+        alone = model.extract_embedding(x[1:2])
+    assert batch.shape == (3, info["embedding_dims"]["far"]) and torch.allclose(alone[0], batch[1], atol=1e-5)
+    if name == "serialized-tdnn-xvector":                               # the paper config (README)
+        pool = params["pooling_params"]
+        assert (pool["num_layers"], pool["num_heads"], pool["d_model"], params["embd_dim"]) == (6, 1, 256, 512)
     assert {t["name"] for t in cfg["test_sets"]} >= ({"mini-O", "mini-H"} if name.startswith("mini")
                                                      else {"sitw_dev", "sitw_eval", "voxceleb1-O"})
 
