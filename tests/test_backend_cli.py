@@ -29,7 +29,7 @@ METRICS_LINE = re.compile(r"^EER=\d+\.\d+% minDCF\(0\.01\)=\d+\.\d+ minDCF\(0\.0
 
 def run(*args, ok=True):
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
-    proc = subprocess.run(list(args), cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(list(args), cwd=ROOT, env=env, capture_output=True, text=True)
     if ok:
         assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc
