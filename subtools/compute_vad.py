@@ -21,11 +21,12 @@ import sys
 
 import kaldiio
 
-from subtools.kaldi.ark_jobs import report_failed, run_jobs
+from subtools.kaldi.ark_jobs import report_failed, report_items, run_jobs
 from subtools.kaldi.audio import read_audio
 from subtools.kaldi.data_dir import read_sorted_table
 from subtools.kaldi.features import FeatureExtractor
 from subtools.kaldi.fileio import read_table, write_lines, write_table
+from subtools.kaldi.lock import WAIT_HELP, locked
 from subtools.kaldi.vad import compute_vad, read_vad_conf
 
 
@@ -40,13 +41,13 @@ class FeatsEnergy:
 
 
 class AudioEnergy:
-    """(utt, "num_frames wav.scp-entry") -> raw log-energy ``[T]`` computed from the audio."""
+    """(utt, "num_frames<TAB>wav.scp-entry") -> raw log-energy ``[T]`` computed from the audio."""
 
     def __init__(self, extractor):
         self.extractor = extractor
 
     def __call__(self, utt, value):
-        frames, entry = value.split(None, 1)
+        frames, entry = value.split("\t", 1)
         wave, _ = read_audio(entry, utt, expected_rate=self.extractor.sample_rate, channel=self.extractor.channel)
         energy = self.extractor.frame_log_energy(wave)
         if len(energy) != int(frames):
@@ -79,12 +80,19 @@ def energy_source(data, extractor, source):
         raise ValueError(
             f"{data}: {len(missing)} utterances of feats.scp lack wav.scp/utt2num_frames, e.g. {missing[0]}"
         )
-    items = [(u, f"{frames[u]} {wav[u]}") for u in feats]
+    items = [(u, f"{frames[u]}\t{wav[u]}") for u in feats]
     return items, AudioEnergy(extractor), "raw log-energy from wav.scp audio"
 
 
-def run_compute_vad(data, vad_conf, nj=1, fix_context=False, source="auto", feat_type=None, feat_conf=None):
-    """Library entry point of the CLI; returns (vad scp dict, failed dict, zero-voiced list)."""
+def run_compute_vad(data, vad_conf, nj=1, fix_context=False, source="auto", feat_type=None, feat_conf=None,
+                    wait=False):
+    """Library entry point of the CLI; returns (vad scp dict, failed dict, zero-voiced list). Holds the
+    lock of ``data`` (``wait``: wait for another run holding it instead of stopping)."""
+    with locked(data, wait, f"data dir {data}"):
+        return _compute_vad(data, vad_conf, nj, fix_context, source, feat_type, feat_conf)
+
+
+def _compute_vad(data, vad_conf, nj, fix_context, source, feat_type, feat_conf):
     vad_opts = read_vad_conf(vad_conf)
     vad_opts["fix_context"] = fix_context
     conf_dir = os.path.join(data, "conf")
@@ -95,17 +103,22 @@ def run_compute_vad(data, vad_conf, nj=1, fix_context=False, source="auto", feat
     items, energy, what = energy_source(data, extractor, source)
     print(f"compute_vad: {data}: energy = {what}", file=sys.stderr)
     name = f"vad_{os.path.basename(os.path.normpath(data))}"
-    vad_scp = os.path.join(data, "vad.scp")
+    vad_scp, zero_path = os.path.join(data, "vad.scp"), os.path.join(data, "log", "vad.zero_voiced")
     stamp = f"{sorted(vad_opts.items())} {what} {extractor.stamp()}"
-    scp, _, failed = run_jobs(
+    result = run_jobs(
         items, lambda: VadWorker(energy, vad_opts), os.path.abspath(os.path.join(data, "data")), name, nj,
-        config_stamp=stamp, outputs=[vad_scp],
+        config_stamp=stamp, outputs=[vad_scp, zero_path],
     )
+    scp, failed = result.scp, result.failed
     report_failed(os.path.join(data, "log", "compute_vad.failed"), failed, f"compute_vad {data}")
+    report_items(os.path.join(data, "log", "compute_vad.warnings"), result.warnings, f"compute_vad {data}",
+                 "read with a warning")
+    if result.current:
+        print(f"compute_vad: {vad_scp} is complete ({len(scp)} utterances)", file=sys.stderr)
+        return scp, failed, list(read_table(zero_path))
     if not scp:
         raise RuntimeError(f"compute_vad: all utterances of {data} failed; nothing written")
     zero = [u for u, entry in scp.items() if not kaldiio.load_mat(entry).any()]
-    zero_path = os.path.join(data, "log", "vad.zero_voiced")
     write_lines(zero_path, zero)
     if zero:
         print(f"WARNING: compute_vad: {len(zero)} utterances have no voiced frame (listed in {zero_path})",
@@ -125,9 +138,11 @@ def main(argv=None):
     parser.add_argument("--feat-type", choices=["fbank", "mfcc"], help="override DATA/conf/feat_type")
     parser.add_argument("--feat-conf", help="override DATA/conf/feats.conf (framing for --source audio)")
     parser.add_argument("data", help="data dir with feats.scp (and wav.scp for --source audio)")
+    parser.add_argument("--wait", action="store_true", help=WAIT_HELP)
     args = parser.parse_args(argv)
     try:
-        run_compute_vad(args.data, args.conf, args.nj, args.fix_context, args.source, args.feat_type, args.feat_conf)
+        run_compute_vad(args.data, args.conf, args.nj, args.fix_context, args.source, args.feat_type, args.feat_conf,
+                        args.wait)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         sys.exit(f"compute_vad.py: error: {e}")
 

@@ -17,11 +17,12 @@ import argparse
 import os
 import sys
 
-from subtools.kaldi.ark_jobs import report_failed, run_jobs
+from subtools.kaldi.ark_jobs import report_failed, report_items, run_jobs
 from subtools.kaldi.audio import AudioError, read_audio
 from subtools.kaldi.features import FeatureExtractor
 from subtools.kaldi.data_dir import read_sorted_table
 from subtools.kaldi.fileio import write_lines, write_table
+from subtools.kaldi.lock import WAIT_HELP, locked
 
 
 class FeatureWorker:
@@ -41,8 +42,14 @@ class FeatureWorker:
         return feats
 
 
-def make_features(data, feat_type, conf, nj=1, compress=False, ark_dir=None):
-    """Library entry point of the CLI; returns {utt: reason} of the skipped utterances."""
+def make_features(data, feat_type, conf, nj=1, compress=False, ark_dir=None, wait=False):
+    """Library entry point of the CLI; returns {utt: reason} of the skipped utterances. Holds the lock of
+    ``data`` (``wait``: wait for another run holding it instead of stopping)."""
+    with locked(data, wait, f"data dir {data}"):
+        return _make_features(data, feat_type, conf, nj, compress, ark_dir)
+
+
+def _make_features(data, feat_type, conf, nj, compress, ark_dir):
     extractor = FeatureExtractor.from_conf(feat_type, conf)
     wav_scp = read_sorted_table(os.path.join(data, "wav.scp"))
     ark_dir = os.path.abspath(ark_dir or os.path.join(data, "data"))
@@ -50,19 +57,25 @@ def make_features(data, feat_type, conf, nj=1, compress=False, ark_dir=None):
     feats_scp, utt2num_frames = os.path.join(data, "feats.scp"), os.path.join(data, "utt2num_frames")
     type_file, conf_file = os.path.join(data, "conf", "feat_type"), os.path.join(data, "conf", "feats.conf")
     outputs = [feats_scp, utt2num_frames, type_file, conf_file]
-    scp, lengths, failed = run_jobs(
+    result = run_jobs(
         list(wav_scp.items()), lambda: FeatureWorker(extractor), ark_dir, name, nj,
         config_stamp=extractor.stamp(), compress=compress, outputs=outputs,
     )
-    report_failed(os.path.join(data, "log", f"make_{feat_type}.failed"), failed, f"make_features {data}")
-    if not scp:
+    log = os.path.join(data, "log", f"make_{feat_type}")
+    report_failed(log + ".failed", result.failed, f"make_features {data}")
+    report_items(log + ".warnings", result.warnings, f"make_features {data}", "read with a warning")
+    if result.current:
+        print(f"make_features: {feats_scp} is complete ({len(result.scp)} utterances)", file=sys.stderr)
+        return result.failed
+    if not result.scp:
         raise RuntimeError(f"make_features: all {len(wav_scp)} utterances of {data} failed; nothing written")
     write_lines(type_file, [feat_type])
     write_lines(conf_file, [f"--{k}={v}" for k, v in sorted(extractor.options.items())])
-    write_table(utt2num_frames, lengths)
-    write_table(feats_scp, scp)
-    print(f"make_features: {len(scp)} utterances -> {feats_scp} ({extractor.dim}-dim {feat_type})", file=sys.stderr)
-    return failed
+    write_table(utt2num_frames, result.lengths)
+    write_table(feats_scp, result.scp)
+    print(f"make_features: {len(result.scp)} utterances -> {feats_scp} ({extractor.dim}-dim {feat_type})",
+          file=sys.stderr)
+    return result.failed
 
 
 def main(argv=None):
@@ -71,12 +84,13 @@ def main(argv=None):
     parser.add_argument("--conf", help="Kaldi option file (default conf/<type>.conf)")
     parser.add_argument("--compress", action="store_true", help="Kaldi-compress the arks (copy-feats --compress)")
     parser.add_argument("--ark-dir", help="where the arks go (default DATA/data)")
+    parser.add_argument("--wait", action="store_true", help=WAIT_HELP)
     parser.add_argument("feat_type", choices=["fbank", "mfcc"])
     parser.add_argument("data", help="Kaldi data dir with wav.scp")
     args = parser.parse_args(argv)
     try:
         make_features(args.data, args.feat_type, args.conf or f"conf/{args.feat_type}.conf", args.nj,
-                      args.compress, args.ark_dir)
+                      args.compress, args.ark_dir, args.wait)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         sys.exit(f"make_features.py: error: {e}")
 

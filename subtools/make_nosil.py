@@ -17,15 +17,23 @@ import os
 import sys
 
 from subtools.kaldi.ark_jobs import report_failed, run_jobs
+from subtools.kaldi import fingerprint
 from subtools.kaldi.data_dir import DataDir
 from subtools.kaldi.fileio import write_table
+from subtools.kaldi.lock import WAIT_HELP, locked
 from subtools.kaldi.nosil import NosilWorker, nosil_item
 
 
-def make_nosil(src, dst, nj=1, cmn_window=300, compress=False):
-    """Library entry point of the CLI; returns {utt: reason} of the skipped utterances."""
+def make_nosil(src, dst, nj=1, cmn_window=300, compress=False, wait=False):
+    """Library entry point of the CLI; returns {utt: reason} of the skipped utterances. Holds the lock of
+    ``dst`` (``wait``: wait for another run holding it instead of stopping)."""
     if os.path.abspath(src) == os.path.abspath(dst):
         raise ValueError("make_nosil: DST must differ from SRC")
+    with locked(dst, wait, f"data dir {dst}"):
+        return _make_nosil(src, dst, nj, cmn_window, compress)
+
+
+def _make_nosil(src, dst, nj, cmn_window, compress):
     data = DataDir.load(src)
     if data.feats_scp is None or data.vad_scp is None:
         raise FileNotFoundError(f"{src}: feats.scp and vad.scp are required")
@@ -33,21 +41,26 @@ def make_nosil(src, dst, nj=1, cmn_window=300, compress=False):
     items = [(u, nosil_item(e, data.vad_scp[u])) for u, e in sorted(data.feats_scp.items()) if u in data.vad_scp]
     name = f"nosil_feats_{os.path.basename(os.path.normpath(dst))}"
     feats_scp = os.path.join(dst, "feats.scp")
-    scp, lengths, failed = run_jobs(
+    # the other tables of DST are copies of SRC's: a changed SRC table must redo the merge
+    tables = fingerprint.dir_fingerprint(src, sorted({**data.utt_tables(), **data.spk_tables()}))
+    result = run_jobs(
         items, lambda: NosilWorker(cmn_window), os.path.abspath(os.path.join(dst, "data")), name, nj,
-        config_stamp=f"cmn_window={cmn_window}", compress=compress, outputs=[feats_scp],
+        config_stamp=f"cmn_window={cmn_window} {sorted(tables.items())}", compress=compress, outputs=[feats_scp],
     )
-    skipped.update(failed)
+    skipped.update(result.failed)
     report_failed(os.path.join(dst, "log", "make_nosil.skipped"), skipped, f"make_nosil {src}")
-    if not scp:
+    if result.current:
+        print(f"make_nosil: {dst} is complete ({len(result.scp)} utterances)", file=sys.stderr)
+        return skipped
+    if not result.scp:
         raise RuntimeError(f"make_nosil: no utterance of {src} kept; nothing written")
-    out = data.select(scp)
+    out = data.select(result.scp)
     out.vad_scp = None
     out.feats_scp = None
-    out.utt2num_frames = lengths
+    out.utt2num_frames = result.lengths
     out.save(dst)
-    write_table(feats_scp, scp)
-    print(f"make_nosil: {len(scp)} utterances -> {dst}", file=sys.stderr)
+    write_table(feats_scp, result.scp)
+    print(f"make_nosil: {len(result.scp)} utterances -> {dst}", file=sys.stderr)
     return skipped
 
 
@@ -56,11 +69,12 @@ def main(argv=None):
     parser.add_argument("--nj", type=int, default=1, help="parallel jobs")
     parser.add_argument("--cmn-window", type=int, default=300, help="sliding CMN window in frames (centred)")
     parser.add_argument("--compress", action="store_true", help="Kaldi-compress the arks")
+    parser.add_argument("--wait", action="store_true", help=WAIT_HELP)
     parser.add_argument("src", help="data dir with feats.scp and vad.scp")
     parser.add_argument("dst", help="output data dir")
     args = parser.parse_args(argv)
     try:
-        make_nosil(args.src, args.dst, args.nj, args.cmn_window, args.compress)
+        make_nosil(args.src, args.dst, args.nj, args.cmn_window, args.compress, args.wait)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         sys.exit(f"make_nosil.py: error: {e}")
 

@@ -1,21 +1,32 @@
 """Parallel, restartable jobs that turn (utterance, value) items into Kaldi ark/scp files.
 
-Shared by make_features, compute_vad, make_nosil and the embedding extraction. The sorted items are cut into ``nj``
-contiguous parts; job j (1-based) writes, under ``ark_dir``:
+Shared by make_features, compute_vad, make_nosil and the embedding extraction. The sorted items are cut into
+``nj`` contiguous parts; job j (1-based) writes, under ``ark_dir``:
 
-- ``<name>.<j>.ark``   matrices/vectors (kaldiio; optional Kaldi compression),
-- ``<name>.<j>.scp``   ``utt ark_path:offset`` lines (written to a temp file, then renamed),
-- ``<name>.<j>.len``   ``utt num_rows`` lines,
-- ``<name>.<j>.failed`` ``utt reason`` lines for the items the worker rejected (ValueError),
-- ``<name>.<j>.done``  a stamp (hash of the job's items and the caller's config), written last.
+- ``<name>.<j>.ark``      matrices/vectors (kaldiio; optional Kaldi compression), written under a temp name
+                          unique to the process and renamed when the job is complete,
+- ``<name>.<j>.scp``      ``utt ark_path:offset`` lines,
+- ``<name>.<j>.len``      ``utt num_rows`` lines,
+- ``<name>.<j>.failed``   ``utt reason`` lines for the items the worker rejected (ValueError),
+- ``<name>.<j>.warnings`` ``utt message`` lines for items written with a warning (:class:`AudioWarning`,
+                          e.g. a truncated wav),
+- ``<name>.<j>.done``     the job's stamp, written last.
 
-A job whose ``.done`` holds the expected stamp is complete and skipped on a rerun; any other job
-is redone from scratch (its done/scp are removed before its ark is rewritten). Before any job runs,
-the caller's merged ``outputs`` (e.g. feats.scp) are removed, because they may point into arks that
-are about to be rewritten: after a crash no merged output exists and a rerun only redoes the
-unfinished jobs. The worker's ValueError (e.g. :class:`~subtools.kaldi.audio.AudioError`) means
-"bad item": it is skipped and listed; any other exception fails the job and the command.
+The **stamp** hashes the caller's ``config_stamp``, the job's items and the identity (inode, size,
+mtime) of every file the items read (:func:`subtools.kaldi.fingerprint.entry_files`: audio files, arks),
+so a changed conf, item list, audio file or upstream ark redoes the job. A job whose ``.done`` holds the
+expected stamp is complete and skipped; any other job is redone from scratch.
+
+**Failed items are retried**: when a complete job j has failed items, the next run redoes just those items
+as the job ``<name>.<j>.retry`` (same set of files), until none fails; the retry's successes join job j's.
+
+Before any job runs, the caller's merged ``outputs`` (e.g. feats.scp) are removed, because they may point
+into arks that are about to be replaced: after a crash no merged output exists and a rerun only redoes
+the unfinished jobs. The worker's ValueError (e.g. :class:`~subtools.kaldi.audio.AudioError`) means
+"bad item": it is skipped and listed; any other exception fails the job and the command. Callers hold
+the output directory's lock (:mod:`subtools.kaldi.lock`), so no two runs write one job.
 """
+import dataclasses
 import glob
 import hashlib
 import multiprocessing
@@ -23,32 +34,68 @@ import os
 import re
 import sys
 import time
+import warnings
 
 import kaldiio
 
+from subtools.kaldi.audio import AudioWarning
 from subtools.kaldi.fileio import atomic_write, read_table, write_lines
+from subtools.kaldi.fingerprint import entry_files, identities
 
 KALDI_COMPRESSION_AUTO = 1  # Kaldi CompressionMethod kAutomaticMethod (copy-feats --compress=true)
+KINDS = ("ark", "scp", "len", "failed", "warnings", "done")
 
 
-def job_paths(ark_dir, name, job):
-    """{kind: path} of job ``job``'s files (kinds: ark scp len failed done)."""
-    base = os.path.join(ark_dir, f"{name}.{job}")
-    return {kind: f"{base}.{kind}" for kind in ("ark", "scp", "len", "failed", "done")}
+@dataclasses.dataclass
+class JobsResult:
+    """Merged over jobs: ``scp`` {key: "ark:offset"}, ``lengths`` {key: rows}, ``failed`` {key: reason},
+    ``warnings`` {key: message}; ``current``: nothing changed (no job redone, no retried item now
+    written) and the caller's merged outputs all exist, so they are up to date (no need to rewrite them)."""
+
+    scp: dict
+    lengths: dict
+    failed: dict
+    warnings: dict
+    current: bool
 
 
-def _stamp(config_stamp, items, compress):
+@dataclasses.dataclass
+class _Job:
+    label: str    # "3" or "3.retry"
+    items: list
+    paths: dict
+    stamp: str
+
+    def is_complete(self):
+        """The ``.done`` stamp matches and the job's files are there."""
+        if not (os.path.isfile(self.paths["done"]) and os.path.isfile(self.paths["scp"])):
+            return False
+        with open(self.paths["done"]) as f:
+            return f.read().strip() == self.stamp
+
+    def read(self, kind):
+        path = self.paths[kind]
+        return read_table(path) if os.path.isfile(path) else {}
+
+
+def job_paths(ark_dir, name, label):
+    """{kind: path} of job ``label``'s files (kinds: ark scp len failed warnings done)."""
+    base = os.path.join(ark_dir, f"{name}.{label}")
+    return {kind: f"{base}.{kind}" for kind in KINDS}
+
+
+def _stamp(config_stamp, items, compress, files):
     h = hashlib.sha1(f"{config_stamp}\ncompress={compress}\n".encode())
     for key, value in items:
         h.update(f"{key} {value}\n".encode())
+        for path in _item_files(value):
+            h.update(f" {path} {files[path]}\n".encode())
     return h.hexdigest()
 
 
-def _is_done(paths, stamp):
-    if not (os.path.isfile(paths["done"]) and os.path.isfile(paths["scp"])):
-        return False
-    with open(paths["done"]) as f:
-        return f.read().strip() == stamp
+def _item_files(value):
+    """Files read by an item value (one table entry, or several joined by tabs)."""
+    return [path for entry in value.split("\t") for path in entry_files(entry)]
 
 
 def _remove(*paths):
@@ -57,41 +104,49 @@ def _remove(*paths):
             os.remove(path)
 
 
-def _run_job(job, items, paths, stamp, make_worker, compress, show_progress):
-    """Write one job's ark/scp/len/failed/done files (see module docstring)."""
+def _run_job(job, make_worker, compress, show_progress):
+    """Write one job's files (see module docstring)."""
+    paths = job.paths
     _remove(paths["done"], paths["scp"])
     worker = make_worker()
-    failed, lengths = {}, {}
-    tmp_scp = paths["scp"] + ".tmp"
+    failed, lengths, warned = {}, {}, {}
+    suffix = f".{os.getpid()}.tmp"
+    tmp_ark, tmp_scp = paths["ark"] + suffix, paths["scp"] + suffix
     method = KALDI_COMPRESSION_AUTO if compress else None
     start = time.time()
-    iterator = items
+    iterator = job.items
     if show_progress:
         from tqdm import tqdm
 
-        iterator = tqdm(items, desc=f"job {job}", unit="utt", disable=None, mininterval=5)
+        iterator = tqdm(job.items, desc=f"job {job.label}", unit="utt", disable=None, mininterval=5)
     try:
-        with kaldiio.WriteHelper(f"ark,scp:{paths['ark']},{tmp_scp}", compression_method=method) as writer:
+        with kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp_scp}", compression_method=method) as writer:
             for key, value in iterator:
-                try:
-                    out = worker(key, value)
-                except ValueError as e:
-                    failed[key] = " ".join(str(e).split())
-                    continue
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", AudioWarning)
+                    try:
+                        out = worker(key, value)
+                    except ValueError as e:
+                        failed[key] = " ".join(str(e).split())
+                        continue
+                notes = [str(w.message) for w in caught if issubclass(w.category, AudioWarning)]
+                if notes:
+                    warned[key] = " ".join(" ".join(notes).split())
                 writer(key, out)
                 lengths[key] = out.shape[0]
+        # the scp names the temp ark: point it at the final name before the ark is renamed into place
+        scp = {k: f"{paths['ark']}:{v.rpartition(':')[2]}" for k, v in read_table(tmp_scp).items()}
         write_lines(paths["failed"], [f"{k} {v}" for k, v in failed.items()])
+        write_lines(paths["warnings"], [f"{k} {v}" for k, v in warned.items()])
         write_lines(paths["len"], [f"{k} {v}" for k, v in lengths.items()])
-        os.replace(tmp_scp, paths["scp"])
+        os.replace(tmp_ark, paths["ark"])
+        write_lines(paths["scp"], [f"{k} {v}" for k, v in scp.items()])
     finally:
-        _remove(tmp_scp)
+        _remove(tmp_scp, tmp_ark)
     with atomic_write(paths["done"]) as f:
-        f.write(stamp + "\n")
-    print(
-        f"{os.path.basename(paths['ark'])}: {len(lengths)} written, {len(failed)} failed, "
-        f"{time.time() - start:.1f} s",
-        file=sys.stderr,
-    )
+        f.write(job.stamp + "\n")
+    print(f"{os.path.basename(paths['ark'])}: {len(lengths)} written, {len(failed)} failed, "
+          f"{time.time() - start:.1f} s", file=sys.stderr)
 
 
 def _child(forked, *args):
@@ -112,74 +167,97 @@ def _child(forked, *args):
     sys.exit(code)
 
 
+def _run_all(todo, make_worker, compress, start_method, name):
+    if len(todo) == 1:
+        _run_job(todo[0], make_worker, compress, True)
+        return
+    ctx = multiprocessing.get_context(start_method)
+    procs = [(job.label, ctx.Process(target=_child, args=(start_method == "fork", job, make_worker, compress, i == 0)))
+             for i, job in enumerate(todo)]
+    for _, proc in procs:
+        proc.start()
+    for _, proc in procs:
+        proc.join()
+    crashed = [label for label, proc in procs if proc.exitcode != 0]
+    if crashed:
+        raise RuntimeError(f"{name}: jobs [{', '.join(crashed)}] failed (see the traceback above); rerun to redo "
+                           "only them")
+
+
 def run_jobs(items, make_worker, ark_dir, name, nj, config_stamp="", compress=False, outputs=(),
              start_method="fork"):
-    """Run the jobs; return ``(scp, lengths, failed)`` merged over jobs.
+    """Run the jobs that are not complete (and the retries of failed items); return a :class:`JobsResult`.
 
     ``items``: sorted list of (key, value str); ``make_worker()`` builds, once per job (in the job's
     process), a callable ``worker(key, value) -> np.ndarray [rows, ...]`` that raises ValueError for
-    a bad item. ``config_stamp``: string that changes when the computation changes. ``outputs``:
-    merged files of the caller, removed before any job is (re)run. ``nj`` is capped at len(items).
-    Jobs run in child processes (``start_method``: "fork", or "spawn" for workers holding torch models,
-    which must not inherit a parent's CUDA or thread-pool state; ``make_worker`` must then be picklable)
-    when more than one must run. RuntimeError if a job crashes.
-    Returns scp {key: "ark:offset"}, lengths {key: rows}, failed {key: reason}.
+    a bad item (and may warn :class:`AudioWarning`). ``config_stamp``: string that changes when the
+    computation changes. ``outputs``: merged files of the caller, removed before any job is (re)run.
+    ``nj`` is capped at len(items). Jobs run in child processes (``start_method``: "fork", or "spawn"
+    for workers holding torch models, which must not inherit a parent's CUDA or thread-pool state;
+    ``make_worker`` must then be picklable) when more than one must run. RuntimeError if a job crashes.
     """
     if not items:
         raise ValueError(f"{name}: nothing to process")
     nj = max(1, min(nj, len(items)))
     os.makedirs(ark_dir, exist_ok=True)
-    parts = [items[k * len(items) // nj : (k + 1) * len(items) // nj] for k in range(nj)]
-    jobs = []
-    for job, part in enumerate(parts, 1):
-        paths = job_paths(ark_dir, name, job)
-        stamp = _stamp(config_stamp, part, compress)
-        jobs.append((job, part, paths, stamp))
-    todo = [j for j in jobs if not _is_done(j[2], j[3])]
-    if todo:
+    files = identities(path for _, value in items for path in _item_files(value))
+    parts = [items[k * len(items) // nj: (k + 1) * len(items) // nj] for k in range(nj)]
+    jobs = [_Job(str(j), part, job_paths(ark_dir, name, j), _stamp(config_stamp, part, compress, files))
+            for j, part in enumerate(parts, 1)]
+    todo = [job for job in jobs if not job.is_complete()]
+    redone = {job.label for job in todo}
+    retries, retry_todo = {}, []
+    for job in jobs:
+        failed = job.read("failed") if job.label not in redone else {}
+        if failed:
+            retry = _Job(f"{job.label}.retry", [(k, v) for k, v in job.items if k in failed],
+                         job_paths(ark_dir, name, f"{job.label}.retry"), job.stamp)
+            retries[job.label] = retry
+            if not retry.is_complete() or retry.read("failed"):
+                retry_todo.append(retry)
+    # the merged outputs point into the arks about to be replaced: a redone job's, a retry's with successes
+    stale = bool(todo) or any(retry.read("scp") for retry in retry_todo)
+    if stale:
         _remove(*outputs)
-        _remove_stale_jobs(ark_dir, name, nj)
-        print(f"{name}: running {len(todo)} of {nj} jobs ({nj - len(todo)} already complete)", file=sys.stderr)
-    if len(todo) == 1:
-        job, part, paths, stamp = todo[0]
-        _run_job(job, part, paths, stamp, make_worker, compress, True)
-    elif todo:
-        ctx = multiprocessing.get_context(start_method)
-        procs = [
-            (job, ctx.Process(target=_child,
-                              args=(start_method == "fork", job, part, paths, stamp, make_worker, compress, i == 0)))
-            for i, (job, part, paths, stamp) in enumerate(todo)
-        ]
-        for _, proc in procs:
-            proc.start()
-        for _, proc in procs:
-            proc.join()
-        crashed = [job for job, proc in procs if proc.exitcode != 0]
-        if crashed:
-            raise RuntimeError(f"{name}: jobs {crashed} failed (see the traceback above); rerun to redo only them")
-    scp, lengths, failed = {}, {}, {}
-    for _, _, paths, _ in jobs:
-        scp.update(read_table(paths["scp"]))
-        lengths.update({k: int(v) for k, v in read_table(paths["len"]).items()})
-        failed.update(read_table(paths["failed"]))
-    return scp, lengths, failed
+    if todo or retry_todo:
+        _remove_stale_jobs(ark_dir, name, nj, keep_retries=retries)
+        print(f"{name}: running {len(todo)} of {nj} jobs and {len(retry_todo)} retries of failed items",
+              file=sys.stderr)
+        _run_all(todo + retry_todo, make_worker, compress, start_method, name)
+    changed = stale or any(retry.read("scp") for retry in retry_todo)   # a retry that now succeeds
+    result = JobsResult({}, {}, {}, {}, not changed and all(os.path.exists(path) for path in outputs))
+    for job in jobs:
+        parts = [job] + ([retries[job.label]] if job.label in retries else [])
+        for part in parts:
+            result.scp.update(part.read("scp"))
+            result.lengths.update({k: int(v) for k, v in part.read("len").items()})
+            result.warnings.update(part.read("warnings"))
+        result.failed.update(parts[-1].read("failed"))
+    return result
 
 
-def _remove_stale_jobs(ark_dir, name, nj):
-    """Remove job files numbered above ``nj`` (left by an earlier run with more jobs)."""
-    pattern = re.compile(re.escape(name) + r"\.(\d+)\.(ark|scp|len|failed|done)$")
+def _remove_stale_jobs(ark_dir, name, nj, keep_retries):
+    """Remove job files numbered above ``nj`` (left by an earlier run with more jobs), retry files of
+    jobs that have no retry now (their job was redone) and temp files of killed runs."""
+    pattern = re.compile(re.escape(name) + r"\.(\d+)(\.retry)?\.(" + "|".join(KINDS) + r")(\.\d+\.tmp)?$")
     for path in glob.glob(os.path.join(glob.escape(ark_dir), f"{glob.escape(name)}.*")):
-        match = pattern.search(os.path.basename(path))
-        if match and int(match.group(1)) > nj:
+        match = pattern.fullmatch(os.path.basename(path))
+        if match and (int(match.group(1)) > nj or match.group(4)
+                      or (match.group(2) and match.group(1) not in keep_retries)):
             os.remove(path)
 
 
-def report_failed(path, failed, what):
-    """Write the ``utt reason`` list of skipped items to ``path`` (or remove a stale one) and warn."""
-    if failed:
-        write_lines(path, [f"{k} {v}" for k, v in sorted(failed.items())])
-        first = min(failed)
-        print(f"WARNING: {what}: {len(failed)} utterances skipped, listed in {path}; first: {first} {failed[first]}",
+def report_items(path, items, what, kind="skipped"):
+    """Write the ``utt reason`` list ``items`` to ``path`` (or remove a stale one) and warn on stderr."""
+    if items:
+        write_lines(path, [f"{k} {v}" for k, v in sorted(items.items())])
+        first = min(items)
+        print(f"WARNING: {what}: {len(items)} utterances {kind}, listed in {path}; first: {first} {items[first]}",
               file=sys.stderr)
     elif os.path.exists(path):
         os.remove(path)
+
+
+def report_failed(path, failed, what):
+    """:func:`report_items` for the skipped (failed) items."""
+    report_items(path, failed, what)

@@ -5,7 +5,10 @@ Policies (SPEC §10), each raising :class:`AudioError` naming the utterance:
   (its stderr tail is quoted) or prints nothing;
 - more than one channel: error, as Kaldi's compute-*-feats with the default ``--channel=-1``;
   pass ``channel=N`` (the feature confs' ``--channel=N``) to pick channel N instead;
-- a sample rate other than ``expected_rate`` (when given): error; we never resample silently.
+- a sample rate other than ``expected_rate`` (when given): error; we never resample silently;
+- a truncated wav file (its header declares more audio than the file holds): the samples present are
+  used and an :class:`AudioWarning` names the utterance (the feature jobs list it in
+  ``DATA/log/make_<type>.warnings``).
 
 Pipes run with ``bash -o pipefail -c``, so a failing command anywhere in the pipe is an error.
 In-process fast path: a pipe ``python3 [DIR/]subtools/kaldi/augment_wav.py ARGS |`` is not spawned;
@@ -18,7 +21,9 @@ import io
 import os
 import re
 import shlex
+import struct
 import subprocess
+import warnings
 
 import numpy as np
 import soundfile
@@ -29,6 +34,28 @@ _AUGMENT_PIPE = re.compile(r"^\s*python3?\s+(?:\S*/)?subtools/kaldi/augment_wav\
 
 class AudioError(ValueError):
     """Bad audio for one utterance; the message names the utterance and the cause."""
+
+
+class AudioWarning(UserWarning):
+    """Audio read, but not as its file says (e.g. truncated); the message names the utterance."""
+
+
+def wav_truncation(path):
+    """``(declared, present)`` byte counts of the data chunk of a RIFF/WAVE file cut short, else None
+    (also None for other formats and for the 0 / 0xFFFFFFFF sizes of streamed wavs)."""
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        size, pos = os.fstat(f.fileno()).st_size, 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            chunk, length = struct.unpack("<4sI", f.read(8))
+            if chunk == b"data":
+                present = size - pos - 8
+                return (length, present) if present < length < 0xFFFFFFFF else None
+            pos += 8 + length + (length & 1)
+    return None
 
 
 def _decode(source, utt, what):
@@ -86,6 +113,11 @@ def read_audio(entry, utt, expected_rate=None, channel=None):
             raise AudioError(f"utterance {utt}: audio file is empty (0 bytes): {entry}")
         wave, rate = _decode(entry, utt, entry)
         wave = wave * INT16_SCALE
+        truncated = wav_truncation(entry)
+        if truncated:
+            warnings.warn(AudioWarning(f"utterance {utt}: truncated wav: header declares {truncated[0]} bytes of "
+                                       f"audio, the file holds {truncated[1]}; using the {wave.shape[0]} samples "
+                                       f"present: {entry}"))
     if wave.shape[0] == 0:
         raise AudioError(f"utterance {utt}: audio has no samples: {entry}")
     if channel is not None:

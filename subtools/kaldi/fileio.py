@@ -25,23 +25,35 @@ def atomic_write(path, mode="w"):
         raise
 
 
+def text_lines(path):
+    """Yield ``(lineno, line)`` (1-based, newline kept) of a UTF-8 text file; ValueError naming the file
+    and line of bytes that are not UTF-8 (Kaldi tables are plain text: a binary or Latin-1 file given
+    as a table must not surface as a UnicodeDecodeError traceback)."""
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                yield lineno, raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column "
+                                 f"{e.start + 1}); is this a Kaldi text table?") from None
+
+
 def read_table(path, allow_duplicates=False):
     """Read a Kaldi table ``key rest-of-line`` into a dict (insertion order = file order).
 
-    Raises ValueError naming the file and line for an empty key or a duplicate key.
+    Raises ValueError naming the file and line for a duplicate key or non-UTF-8 bytes.
     """
     table = {}
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\n")
-            if not line.strip():
-                continue
-            parts = line.split(None, 1)
-            key = parts[0]
-            value = parts[1].strip() if len(parts) > 1 else ""
-            if key in table and not allow_duplicates:
-                raise ValueError(f"{path}:{lineno}: duplicate key '{key}'")
-            table[key] = value
+    for lineno, line in text_lines(path):
+        line = line.rstrip("\n")
+        if not line.strip():
+            continue
+        parts = line.split(None, 1)
+        key = parts[0]
+        value = parts[1].strip() if len(parts) > 1 else ""
+        if key in table and not allow_duplicates:
+            raise ValueError(f"{path}:{lineno}: duplicate key '{key}'")
+        table[key] = value
     return table
 
 

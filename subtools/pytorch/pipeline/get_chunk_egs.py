@@ -4,11 +4,13 @@
     python3 subtools/pytorch/pipeline/get_chunk_egs.py [options] DATA EGS_DIR
 
 Writes EGS_DIR/{train.egs.csv, valid.egs.csv, info/{feat_dim,num_targets,num_frames}, spk2int, .done};
-see subtools/pytorch/libs/egs/egs.py and samples.py for the format and the sampling rules.
+see subtools/pytorch/libs/egs/egs.py and samples.py for the format and the sampling rules. Holds the lock
+of EGS_DIR (another run on it: stop, or --wait).
 """
 import argparse
 import sys
 
+from subtools.kaldi.lock import WAIT_HELP, locked
 from subtools.pytorch.libs.egs.egs import make_chunk_egs
 from subtools.pytorch.libs.support.utils import setup_logging
 
@@ -24,12 +26,17 @@ def main(argv=None):
     p.add_argument("--valid-chunks-per-utt", type=int, default=2)
     p.add_argument("--seed", type=int, default=1024)
     p.add_argument("--drop-last", action="store_true", help="no extra tail chunk per utterance")
+    p.add_argument("--wait", action="store_true", help=WAIT_HELP)
     p.add_argument("data_dir")
     p.add_argument("egs_dir")
     args = p.parse_args(argv)
     setup_logging()
-    make_chunk_egs(args.data_dir, args.egs_dir, args.chunk_size, args.overlap, args.scale, args.valid_spks,
-                   args.valid_chunks_per_utt, args.seed, args.drop_last, args.chunk_num)
+    try:
+        with locked(args.egs_dir, args.wait, f"egs dir {args.egs_dir}"):
+            make_chunk_egs(args.data_dir, args.egs_dir, args.chunk_size, args.overlap, args.scale, args.valid_spks,
+                           args.valid_chunks_per_utt, args.seed, args.drop_last, args.chunk_num)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        sys.exit(f"get_chunk_egs.py: error: {e}")
 
 
 if __name__ == "__main__":

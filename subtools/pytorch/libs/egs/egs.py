@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from subtools.kaldi import fingerprint
 from subtools.kaldi.fileio import write_lines, write_table
 from subtools.pytorch.libs.egs.kaldi_dataset import KaldiDataset
 from subtools.pytorch.libs.egs.samples import random_chunks_per_utt, speaker_balanced_chunks
@@ -42,10 +43,13 @@ def _egs_lines(samples, dataset):
 
 def egs_options(data_dir, chunk_size=200, overlap=0.1, scale=1.5, valid_spks=1024, valid_chunks_per_utt=2,
                 seed=1024, drop_last=False, chunk_num=-1):
-    """The options recorded in the ``.done`` marker (compare with ``markers.is_complete``)."""
+    """The options recorded in the ``.done`` marker (compare with ``markers.is_complete``), with the
+    fingerprint of the data dir (its tables, and the identities of the arks feats.scp names): egs made
+    from other features are never reused, and a training resumed on changed egs is refused."""
     return dict(data_dir=os.path.abspath(data_dir), chunk_size=chunk_size, overlap=overlap, scale=scale,
                 valid_spks=valid_spks, valid_chunks_per_utt=valid_chunks_per_utt, seed=seed,
-                drop_last=drop_last, chunk_num=chunk_num)
+                drop_last=drop_last, chunk_num=chunk_num,
+                inputs=fingerprint.data_dir_fingerprint(data_dir, follow=("feats.scp",)))
 
 
 def make_chunk_egs(data_dir, egs_dir, chunk_size=200, overlap=0.1, scale=1.5, valid_spks=1024,
@@ -58,6 +62,11 @@ def make_chunk_egs(data_dir, egs_dir, chunk_size=200, overlap=0.1, scale=1.5, va
     markers.clear(marker)
     rng = np.random.default_rng(seed)
     dataset = KaldiDataset.load(data_dir)
+    spaced = next((u for u, entry in dataset.feats_scp.items() if any(c.isspace() for c in entry)), None)
+    if spaced is not None:
+        raise ValueError(f"{data_dir}/feats.scp: the ark path of utterance {spaced} ('{dataset.feats_scp[spaced]}') "
+                         "contains whitespace, which the space-separated egs CSV (ASV-subtools format) cannot "
+                         "hold: keep data_root and the feature arks on a path without spaces")
     train, valid = dataset.split_valid(valid_spks, rng)
     train_samples = speaker_balanced_chunks(train, chunk_size, overlap, scale, rng, drop_last, chunk_num)
     valid_samples = random_chunks_per_utt(valid, chunk_size, valid_chunks_per_utt, rng)
