@@ -1,19 +1,22 @@
 """Kaldi data directories: load/save, validate, fix, subset, split, combine, filter, removeUtt.
 
-A data dir holds Kaldi tables keyed by utterance (``wav.scp utt2spk feats.scp vad.scp
-utt2num_frames utt2dur text`` and any other ``utt2*`` file) or by speaker (``spk2utt`` and any
-other ``spk2*`` file such as ``spk2gender``), plus an optional ``trials/`` sub-directory of Kaldi
-trials files (``enroll test target|nontarget``), which every operation writing a new dir copies
-unchanged. Keys are kept in C (byte) order, which is Python's ``sorted`` order for str keys.
+A data dir holds Kaldi tables keyed by utterance (:data:`UTT_TABLES`: ``wav.scp utt2spk feats.scp
+vad.scp utt2num_frames utt2dur text utt2lang utt2uniq utt2warp utt2gender utt2room``) or by speaker
+(``spk2utt`` and :data:`SPK_TABLES`: ``spk2gender spk2warp spk2accent``), plus an optional ``trials/``
+sub-directory of Kaldi trials files (``enroll test target|nontarget``), which every operation writing a
+new dir copies unchanged. As in Kaldi's fix_data_dir.sh, only these names are tables; any other file
+(``utt2spk_orig``, notes) is left alone unless named as an extra table (``fix --extra-files``: names
+``utt2*`` or ``*.scp`` are keyed by utterance, ``spk2*`` by speaker). Keys are kept in C (byte) order,
+which is Python's ``sorted`` order for str keys.
 
 Semantics follow Kaldi's ``utils/`` scripts:
 - ``validate_dir`` ~ ``validate_data_dir.sh --no-text``: every table sorted with unique keys, all
   utterance tables with the same key set as utt2spk, spk2utt consistent with utt2spk, speaker
   tables keyed by known speakers, and utt2spk sorted the same way by utterance and by speaker
   (utterance ids start with the speaker id, so a split by speaker is contiguous);
-- ``fix_dir`` ~ ``fix_data_dir.sh``: sorts, drops duplicate keys (keeping the first), keeps the
-  utterances present in every utterance table, drops speakers left without utterances, and
-  reports exactly what it dropped;
+- ``fix_dir`` ~ ``fix_data_dir.sh``: copies the dir's files to ``DIR/.backup/`` first, sorts, drops
+  duplicate keys (keeping the first), keeps the utterances present in every utterance table, drops
+  speakers left without utterances, and reports exactly what it dropped;
 - ``remove_utt`` ~ ASV-subtools ``removeUtt.sh``: drops utterances with fewer than ``min_frames``
   frames, then speakers left with fewer than ``min_utts`` utterances.
 Kaldi ``segments`` files are not supported (VoxCeleb/SITW do not use them): a dir with one is
@@ -23,7 +26,7 @@ import dataclasses
 import os
 import shutil
 
-from subtools.kaldi.fileio import atomic_write, read_table, write_table
+from subtools.kaldi.fileio import atomic_write, read_table, text_lines, write_table
 
 # Utterance tables with a dedicated attribute (file name -> attribute); other utt2*/spk2* files
 # go to ``DataDir.tables`` under their file name.
@@ -35,18 +38,34 @@ UTT_FILES = {
     "utt2num_frames": "utt2num_frames",
     "utt2dur": "utt2dur",
 }
-EXTRA_UTT_FILES = ("text",)
+UTT_TABLES = (*UTT_FILES, "text", "utt2lang", "utt2uniq", "utt2warp", "utt2gender", "utt2room")
+SPK_TABLES = ("spk2gender", "spk2warp", "spk2accent")
 TRIALS_DIR = "trials"
+BACKUP_DIR = ".backup"
 
 
 def is_utt_table(name):
-    """True for a file name holding a table keyed by utterance."""
-    return name in UTT_FILES or name in EXTRA_UTT_FILES or (name.startswith("utt2") and "." not in name)
+    """True for a table file name keyed by utterance (known names, and extra ``utt2*`` / ``*.scp``)."""
+    return name in UTT_TABLES or (name.startswith("utt2") or name.endswith(".scp")) and "/" not in name
 
 
 def is_spk_table(name):
-    """True for a file name holding a table keyed by speaker (spk2utt excluded: it is derived)."""
-    return name.startswith("spk2") and name != "spk2utt" and "." not in name
+    """True for a table file name keyed by speaker (spk2utt excluded: it is derived)."""
+    return name.startswith("spk2") and name != "spk2utt" and "/" not in name
+
+
+def check_extra_tables(names):
+    """ValueError for an extra table name that is neither an utterance nor a speaker table."""
+    for name in names:
+        if name == "spk2utt" or not (is_utt_table(name) or is_spk_table(name)):
+            raise ValueError(f"extra table '{name}': expected an utterance table (utt2*, *.scp) or a speaker "
+                             "table (spk2*)")
+
+
+def table_names(path, extra=()):
+    """Sorted names of the table files in data dir ``path``: the known tables plus ``extra``."""
+    known = set(UTT_TABLES) | set(SPK_TABLES) | set(extra)
+    return sorted(n for n in os.listdir(path) if n in known and os.path.isfile(os.path.join(path, n)))
 
 
 def utt2spk_to_spk2utt(utt2spk):
@@ -130,23 +149,16 @@ class DataDir:
     trials_src: str = None
 
     @classmethod
-    def load(cls, path, allow_duplicates=False):
-        """Read every known table of ``path``. Raises ValueError on duplicate keys (naming file:line)
-        unless ``allow_duplicates`` (then the last value wins: only ``fix_dir`` uses it, re-reading
-        to keep the first)."""
+    def load(cls, path, allow_duplicates=False, extra=()):
+        """Read every known table of ``path`` (and the ``extra`` table names). Raises ValueError on
+        duplicate keys (naming file:line) unless ``allow_duplicates`` (then the last value wins)."""
         if not os.path.isdir(path):
             raise FileNotFoundError(f"data dir not found: {path}")
         data = cls()
-        for name in sorted(os.listdir(path)):
-            file = os.path.join(path, name)
-            if not os.path.isfile(file):
-                continue
-            if name == "spk2utt":
-                data.spk2utt = {k: v.split() for k, v in read_table(file, allow_duplicates).items()}
-            elif name in UTT_FILES:
-                setattr(data, UTT_FILES[name], _parse(file, read_table(file, allow_duplicates)))
-            elif is_utt_table(name) or is_spk_table(name):
-                data.tables[name] = read_table(file, allow_duplicates)
+        if os.path.isfile(os.path.join(path, "spk2utt")):
+            data.spk2utt = {k: v.split() for k, v in read_table(os.path.join(path, "spk2utt"), allow_duplicates).items()}
+        for name in table_names(path, extra):
+            data.set_table(name, _parse(os.path.join(path, name), read_table(os.path.join(path, name), allow_duplicates)))
         if os.path.isdir(os.path.join(path, TRIALS_DIR)):
             data.trials_src = os.path.join(path, TRIALS_DIR)
         return data
@@ -195,8 +207,8 @@ class DataDir:
         """
         os.makedirs(path, exist_ok=True)
         present = {**self.utt_tables(), **self.spk_tables()}
-        for name in os.listdir(path):  # stale tables of an earlier content of ``path``
-            if (is_utt_table(name) or is_spk_table(name)) and name not in present:
+        for name in table_names(path):  # stale tables of an earlier content of ``path``
+            if name not in present:
                 os.remove(os.path.join(path, name))
         for name, table in present.items():
             write_table(os.path.join(path, name), {k: _format(v) for k, v in table.items()})
@@ -235,8 +247,8 @@ def _list_some(keys, n=5):
 def _file_problems(path, name):
     """Sorted order, duplicate keys and empty values of one table file."""
     problems, prev, seen = [], None, set()
-    with open(os.path.join(path, name)) as f:
-        for lineno, line in enumerate(f, 1):
+    try:
+        for lineno, line in text_lines(os.path.join(path, name)):
             parts = line.split(None, 1)
             if not parts:
                 problems.append(f"{name}:{lineno}: empty line")
@@ -250,6 +262,8 @@ def _file_problems(path, name):
                 problems.append(f"{name}:{lineno}: key '{key}' has no value")
             seen.add(key)
             prev = key
+    except ValueError as e:
+        problems.append(str(e))
     return problems
 
 
@@ -263,9 +277,11 @@ def validate_dir(path):
         problems.append("segments: Kaldi segments files are not supported by this toolkit")
     if "utt2spk" not in names:
         return problems + ["utt2spk: missing (required)"]
+    if os.path.getsize(os.path.join(path, "utt2spk")) == 0:
+        return problems + ["utt2spk: empty (the data dir has no utterance)"]
     if "wav.scp" not in names and "feats.scp" not in names:
         problems.append("neither wav.scp nor feats.scp present (one is required)")
-    tables = [n for n in names if n == "spk2utt" or is_utt_table(n) or is_spk_table(n)]
+    tables = (["spk2utt"] if "spk2utt" in names else []) + table_names(path)
     for name in tables:
         problems += _file_problems(path, name)
     if problems:
@@ -339,44 +355,54 @@ class FixReport:
 def _read_first(path, name, report):
     """Read a table keeping the first of duplicate keys; note duplicates and unsorted order."""
     table, prev, unsorted = {}, None, False
-    with open(os.path.join(path, name)) as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.rstrip("\n").split(None, 1)
-            if not parts:
-                continue
-            key = parts[0]
-            if key in table:
-                report.duplicates.append(f"{name}:{lineno} {key}")
-                continue
-            unsorted |= prev is not None and key < prev
-            prev = key
-            table[key] = parts[1].strip() if len(parts) > 1 else ""
+    for lineno, line in text_lines(os.path.join(path, name)):
+        parts = line.rstrip("\n").split(None, 1)
+        if not parts:
+            continue
+        key = parts[0]
+        if key in table:
+            report.duplicates.append(f"{name}:{lineno} {key}")
+            continue
+        unsorted |= prev is not None and key < prev
+        prev = key
+        table[key] = parts[1].strip() if len(parts) > 1 else ""
     if unsorted:
         report.resorted.append(name)
     return table
 
 
-def fix_dir(path):
+def backup_dir(path):
+    """Copy the files of data dir ``path`` (not its sub-directories) into ``path/.backup/``, as Kaldi's
+    fix_data_dir.sh does before changing anything."""
+    backup = os.path.join(path, BACKUP_DIR)
+    for name in sorted(os.listdir(path)):
+        if os.path.isfile(os.path.join(path, name)) and not name.startswith("."):
+            _copy_file(os.path.join(path, name), os.path.join(backup, name))
+    return backup
+
+
+def fix_dir(path, extra_files=()):
     """Make ``path`` consistent in place (Kaldi fix_data_dir.sh) and return a FixReport.
 
-    Keeps the utterances present, with a non-empty value, in utt2spk and every other utterance
-    table; speakers left without utterances are dropped from the speaker tables; spk2utt is
+    Backs the dir's files up into ``path/.backup/`` first. Keeps the utterances present, with a non-empty
+    value, in utt2spk and every other table (the known tables and ``extra_files``; other files are left
+    alone); speakers left without utterances are dropped from the speaker tables; spk2utt is
     regenerated from utt2spk (a spk2utt disagreeing with utt2spk is overridden, not trusted).
     """
+    check_extra_tables(extra_files)
     if not os.path.isfile(os.path.join(path, "utt2spk")):
         raise FileNotFoundError(f"{path}/utt2spk: missing, cannot fix")
+    backup_dir(path)
     report = FixReport()
-    names = sorted(n for n in os.listdir(path) if os.path.isfile(os.path.join(path, n)))
     data = DataDir(trials_src=None)
-    for name in names:
-        if is_utt_table(name) or is_spk_table(name):
-            table = _read_first(path, name, report)
-            empty = [k for k, v in table.items() if not v]
-            for k in empty:
-                del table[k]
-                if is_utt_table(name):
-                    report.dropped_utts.setdefault(k, f"empty value in {name}")
-            data.set_table(name, _parse(os.path.join(path, name), table))
+    for name in table_names(path, extra_files):
+        table = _read_first(path, name, report)
+        empty = [k for k, v in table.items() if not v]
+        for k in empty:
+            del table[k]
+            if is_utt_table(name):
+                report.dropped_utts.setdefault(k, f"empty value in {name}")
+        data.set_table(name, _parse(os.path.join(path, name), table))
     utt_tables = data.utt_tables()
     all_utts = set().union(*(set(t) for t in utt_tables.values()))
     for utt in sorted(all_utts):
