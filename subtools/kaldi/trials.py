@@ -9,6 +9,9 @@ A Kaldi trials file has one ``enroll test target|nontarget`` line per trial. The
   ``make_sitw.sh`` the test side becomes the file basename and the enroll side stays the model id.
 """
 import os
+import sys
+
+from subtools.kaldi.fileio import text_lines
 
 LABELS = ("target", "nontarget")
 
@@ -21,19 +24,26 @@ def vox1_utt_id(path):
     return "-".join(parts[-3:])
 
 
-def parse_lines(path, convert):
+def parse_lines(path, convert, pair=None):
     """Apply ``convert(fields)`` to the whitespace-split fields of each non-empty line of ``path`` and
-    return the list of results; a ValueError from ``convert`` is re-raised naming the file and line."""
-    trials = []
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            fields = line.split()
-            if not fields:
-                continue
-            try:
-                trials.append(convert(fields))
-            except ValueError as err:
-                raise ValueError(f"{path}:{lineno}: {err}: '{line.strip()}'") from None
+    return the list of results; a ValueError from ``convert`` is re-raised naming the file and line.
+    ``pair(result)``, when given, is the ``(enroll, test)`` pair of a result: a pair listed twice is a
+    ValueError naming both lines (a repeated trial would count twice in every metric)."""
+    trials, seen = [], {}
+    for lineno, line in text_lines(path):
+        fields = line.split()
+        if not fields:
+            continue
+        try:
+            trials.append(convert(fields))
+        except ValueError as err:
+            raise ValueError(f"{path}:{lineno}: {err}: '{line.strip()}'") from None
+        if pair is not None:
+            key = pair(trials[-1])
+            if key in seen:
+                raise ValueError(f"{path}:{lineno}: the pair '{key[0]} {key[1]}' is listed again (first at line "
+                                 f"{seen[key]})")
+            seen[key] = lineno
     return trials
 
 
@@ -66,7 +76,7 @@ def read_trials(path):
         if len(fields) != 3 or fields[2] not in LABELS:
             raise ValueError("expected 'enroll test target|nontarget'")
         return tuple(fields)
-    return parse_lines(path, kaldi_fields)
+    return parse_lines(path, kaldi_fields, pair=lambda trial: trial[:2])
 
 
 def missing_keys(trials, enroll_keys, test_keys):
@@ -83,6 +93,19 @@ def check_trials(trials, enroll_keys, test_keys, name):
     if missing:
         shown = " ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
         raise ValueError(f"{name}: {len(missing)} key(s) named by the trials are not in the data: {shown}")
+
+
+def drop_repeats(trials, source):
+    """``trials`` without a pair listed again (first kept); a warning names ``source``, the count and the
+    first repeat. Used when converting corpus lists, so that scoring (which refuses repeats) can run."""
+    seen, kept, repeats = set(), [], []
+    for trial in trials:
+        (repeats if trial[:2] in seen else kept).append(trial)
+        seen.add(trial[:2])
+    if repeats:
+        print(f"WARNING: {source}: {len(repeats)} repeated trial(s) dropped (first kept), e.g. "
+              f"'{repeats[0][0]} {repeats[0][1]}'", file=sys.stderr)
+    return kept
 
 
 def format_trials(trials):

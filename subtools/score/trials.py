@@ -46,7 +46,7 @@ def _trial_fields(fields):
 
 def read_trials(path, need_labels=False):
     """Read a Kaldi trials file; labels are kept when every line has the third field."""
-    rows = parse_lines(path, _trial_fields)
+    rows = parse_lines(path, _trial_fields, pair=lambda row: row[:2])
     if not rows:
         raise ValueError(f"{path}: no trials")
     enroll, test, labels = (list(col) for col in zip(*rows))
@@ -76,8 +76,8 @@ def _score_fields(fields):
 
 
 def read_scores(path):
-    """Score file -> dict ``(enroll, test) -> score``."""
-    return dict(parse_lines(path, _score_fields))
+    """Score file -> dict ``(enroll, test) -> score``; a pair scored twice is an error naming the lines."""
+    return dict(parse_lines(path, _score_fields, pair=lambda row: row[0]))
 
 
 def report_missing(what, keys, total, source):

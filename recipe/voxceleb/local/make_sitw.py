@@ -55,7 +55,7 @@ def prepare(sitw, subset, out, nj):
     test_path = os.path.join(out, f"sitw_{subset}_test")
     write_dir(test_path, test_scp, {u: u for u in test_scp}, nj)
 
-    trials = trials_lib.read_sitw_key(key)
+    trials = trials_lib.drop_repeats(trials_lib.read_sitw_key(key), key)
     trials_lib.check_trials(trials, enroll_dir.spk2utt, test_scp, key)
     write_trials(test_path, "core-core.lst", trials_lib.format_trials(trials))
     targets, nontargets = trials_lib.count_trials(trials)

@@ -104,7 +104,7 @@ def make_trials(lists_dir, out, all_utts, test_utts):
             for dir_name, _ in targets:
                 remove_trials(os.path.join(out, dir_name), name)
             continue
-        trials = trials_lib.read_vox1_list(path)
+        trials = trials_lib.drop_repeats(trials_lib.read_vox1_list(path), path)
         for dir_name, utts in targets:
             try:
                 trials_lib.check_trials(trials, utts, utts, f"{path} (for {dir_name}/trials/{name})")
