@@ -129,5 +129,5 @@ def test_stage4_names_missing_checkpoints(tmp_path):
     assert cfg["extract"]["epochs"] == [2]                     # follows training.epochs
     (tmp_path / "2.params").write_bytes(b"")
     cfg["extract"]["epochs"] = [2, 3]
-    with pytest.raises(SystemExit, match=r"params for extract.epochs \[3\]"):
-        stages.stage4(cfg, [])
+    with pytest.raises(FileNotFoundError, match=r"params for extract.epochs \[3\]"):
+        stages.stage4(cfg, [], wait=False, trust_blueprint=False)

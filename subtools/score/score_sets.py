@@ -51,6 +51,7 @@ import os
 
 from subtools.kaldi.data_dir import read_spk2utt
 from subtools.kaldi.fileio import atomic_write, read_table
+from subtools.kaldi.fingerprint import scp_fingerprint
 from subtools.score.asnorm import asnorm
 from subtools.score.cosine import CosineScorer
 from subtools.score.lda import compute_lda
@@ -138,9 +139,9 @@ class Backend:
 
     def _description(self, train_path):
         pre = "-".join(self.pre + [self.scorer_name])
-        scp = os.path.join(train_path, "xvector.scp")
-        stamp = os.stat(scp).st_mtime_ns if os.path.exists(scp) else None   # re-extracted -> refit
-        return {"chain": pre, "train": os.path.abspath(train_path), "train_scp_mtime_ns": stamp,
+        # re-extracted embeddings (new arks, even at the same offsets) change the fingerprint -> refit
+        stamp = scp_fingerprint(os.path.join(train_path, "xvector.scp"))
+        return {"chain": pre, "train": os.path.abspath(train_path), "train_fingerprint": stamp,
                 "lda_dim": self.lda_dim, "lda_total_covariance_factor": self.lda_tcf,
                 "plda_iters": self.plda_iters}
 

@@ -1,25 +1,39 @@
 """Shared stage driver of the recipe scripts (ASV-subtools stage numbers).
 
     python3 recipe/serialized-experiments/runSerialized-tdnn-xvector.py [--config conf/X.yaml]
-        [--stage 0] [--endstage 4] [--train-stage -1] [--gpu-id ""|0|0,1,...] [--set key.sub=value ...]
+        [--stage 0] [--endstage 4] [--train-stage -1] [--force] [--gpu-id ""|0|0,1,...] [--wait]
+        [--trust-blueprint] [--set key.sub=value ...]
 
-Stages (each skips work already complete and redoes partial work; see the README):
+Stages (each skips work already complete and redoes partial or outdated work; see the README):
 
 0. sliding CMN + voiced frames: ``<data_root>/<train_set>`` -> ``<data_root>/<train_set>_nosil``
    (``python3 subtools/make_nosil.py``; marker ``.stage0.done`` in the output dir)
 1. drop utterances < ``stage1.min_frames`` and speakers < ``stage1.min_utts`` utterances:
    ``..._nosil`` -> ``..._nosil_filtered`` (marker ``.stage1.done``)
 2. chunk egs of ``..._nosil_filtered`` into ``egs.dir`` (default ``EXP/egs``; marker ``.done``)
-3. train: writes ``EXP/config/{blueprint.py,nnet.config,params.dict}`` when starting from scratch, then
-   ``EXP/<epoch>.params``; complete when ``<training.epochs>.params`` exists. ``--train-stage``: -1
-   resume from the latest checkpoint, 0 from scratch (an old run's ``N.params`` are deleted), N from
-   ``N.params``. ``--gpu-id`` with several ids
-   runs ``torchrun --standalone --nproc_per_node=<#ids>`` (DDP, NCCL) with CUDA_VISIBLE_DEVICES=<ids>.
+3. train: writes ``EXP/config/{config.yaml,blueprint.py,nnet.config,params.dict,egs.done}`` when starting
+   from scratch, then ``EXP/<epoch>.params``; complete when ``<training.epochs>.params`` exists.
+   ``--train-stage``: -1 resume from the latest checkpoint, 0 from scratch (``--force`` is the same), N from
+   ``N.params``. ``--gpu-id`` with several ids runs ``torchrun --standalone --nproc_per_node=<#ids>``
+   (DDP, NCCL) with CUDA_VISIBLE_DEVICES=<ids>.
 4. embeddings of ``backend.plda_train_set``, ``backend.cohort_set`` and every enroll/test set of
    ``test_sets`` into ``EXP/<extract.position>_epoch_<E>/<set>/`` for each E of ``extract.epochs``.
 
-Every launch writes the merged config (includes and ``--set`` applied, defaults filled) to
-``EXP/config/config.yaml``; later stages and the back-end read that copy.
+**What was made from old inputs is never reused.** A stage's marker records its options and the
+fingerprint of the data dir it read (table contents, and the identities of the arks its scp tables
+name), so edited features, VAD or tables redo it; extraction is stamped with the checkpoint's content.
+``EXP/config/config.yaml`` always describes the weights beside it: when ``EXP`` holds checkpoints trained
+with other model / optimizer / lr / training / data options than the new config, the launcher stops and
+lists the differing keys (retrain with ``--train-stage 0`` or ``--force``, or use another ``exp_dir``);
+otherwise it writes the new config there (changed back-end, test sets or extraction options apply at once).
+A resumed training whose egs changed since it started stops likewise.
+
+**Destructive steps come last.** Retraining over a trained experiment checks the device, the egs and the
+model first, writes the new run's record to ``EXP/config.new/``, and moves the old run (its config,
+checkpoints, embeddings, results) to ``EXP/previous_run/`` only when the new run saves its first checkpoint.
+
+The launcher holds the lock of ``EXP`` (a second launcher on it stops at once, or waits with ``--wait``);
+stages 0-2 and 4 also lock the data, egs and embedding dirs they write, which experiments may share.
 """
 import argparse
 import logging
@@ -29,13 +43,16 @@ import sys
 
 import yaml
 
+from subtools import REPO_ROOT
+from subtools.kaldi import fingerprint
 from subtools.kaldi.fileio import atomic_write
-from subtools.pytorch.launcher.config import load_config
+from subtools.kaldi.lock import WAIT_HELP, locked
+from subtools.pytorch.launcher.config import config_diff, load_config
 from subtools.pytorch.libs.support import markers
 from subtools.pytorch.libs.support.utils import setup_logging
+from subtools.pytorch.libs.training import checkpoint as ckpt
 
 logger = logging.getLogger("launcher")
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 def data_path(config, name):
@@ -56,84 +73,134 @@ def extract_sets(config):
     return list(dict.fromkeys(n for n in names if n))
 
 
-def stage0(config):
+def require(path, what, fix):
+    """FileNotFoundError "``what``: ``path`` is missing: ``fix``" unless ``path`` exists."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{what}: {path} is missing: {fix}")
+
+
+def stage0(config, wait):
     src, dst, _ = train_data_dirs(config)
-    opts = {"src": os.path.abspath(src), "cmn_window": config["stage0"]["cmn_window"]}
+    for name in ("feats.scp", "vad.scp"):
+        require(os.path.join(src, name), "stage 0", "make the training set's features and VAD first "
+                                                    "(recipe/voxceleb/prepare.sh stage 2)")
+    opts = {"src": os.path.abspath(src), "cmn_window": config["stage0"]["cmn_window"],
+            "inputs": fingerprint.data_dir_fingerprint(src)}
     marker = os.path.join(dst, ".stage0.done")
     if markers.is_complete(marker, opts):
         logger.info("stage 0: %s is complete, skipped", dst)
         return
     markers.clear(marker)
-    cmd = [sys.executable, os.path.join(REPO, "subtools", "make_nosil.py"), "--nj", str(config["stage0"]["nj"]),
-           "--cmn-window", str(config["stage0"]["cmn_window"]), src, dst]
+    cmd = [sys.executable, os.path.join(REPO_ROOT, "subtools", "make_nosil.py"), "--nj", str(config["stage0"]["nj"]),
+           "--cmn-window", str(config["stage0"]["cmn_window"]), *(["--wait"] if wait else []), src, dst]
     logger.info("stage 0: %s", " ".join(cmd))
     subprocess.run(cmd, check=True)
     markers.mark_complete(marker, opts)
 
 
-def stage1(config):
+def stage1(config, wait):
     from subtools.kaldi.data_dir import remove_utt
     _, src, dst = train_data_dirs(config)
-    opts = {"src": os.path.abspath(src), **config["stage1"]}
+    require(os.path.join(src, ".stage0.done"), "stage 1", "run stage 0 first")
+    opts = {"src": os.path.abspath(src), **config["stage1"], "inputs": fingerprint.data_dir_fingerprint(src, follow=())}
     marker = os.path.join(dst, ".stage1.done")
-    if markers.is_complete(marker, opts):
-        logger.info("stage 1: %s is complete, skipped", dst)
-        return
-    markers.clear(marker)
-    removed = remove_utt(src, dst, min_frames=config["stage1"]["min_frames"],
-                         min_utts=config["stage1"]["min_utts"])
-    logger.info("stage 1: %s -> %s, %d utterances removed", src, dst, len(removed))
-    markers.mark_complete(marker, opts)
+    with locked(dst, wait, f"data dir {dst}"):
+        if markers.is_complete(marker, opts):
+            logger.info("stage 1: %s is complete, skipped", dst)
+            return
+        markers.clear(marker)
+        removed = remove_utt(src, dst, min_frames=config["stage1"]["min_frames"],
+                             min_utts=config["stage1"]["min_utts"])
+        logger.info("stage 1: %s -> %s, %d utterances removed", src, dst, len(removed))
+        markers.mark_complete(marker, opts)
 
 
-def stage2(config):
+def stage2(config, wait):
     from subtools.pytorch.libs.egs.egs import egs_options, make_chunk_egs
     _, _, src = train_data_dirs(config)
+    require(os.path.join(src, ".stage1.done"), "stage 2", "run stage 1 first")
     egs = dict(config["egs"])
     egs_dir = egs.pop("dir")
     egs.pop("specaug", None)
-    if markers.is_complete(os.path.join(egs_dir, ".done"), egs_options(src, **egs)):
-        logger.info("stage 2: egs %s are complete, skipped", egs_dir)
+    with locked(egs_dir, wait, f"egs dir {egs_dir}"):
+        if markers.is_complete(os.path.join(egs_dir, ".done"), egs_options(src, **egs)):
+            logger.info("stage 2: egs %s are complete, skipped", egs_dir)
+            return
+        logger.info("stage 2: chunk egs of %s -> %s", src, egs_dir)
+        make_chunk_egs(src, egs_dir, **egs)
+
+
+def check_device(gpu_ids):
+    """RuntimeError unless every GPU of ``gpu_ids`` can be used (checked before anything is changed)."""
+    if not gpu_ids:
         return
-    logger.info("stage 2: chunk egs of %s -> %s", src, egs_dir)
-    make_chunk_egs(src, egs_dir, **egs)
+    import torch
+
+    if not torch.cuda.is_available():
+        raise RuntimeError(f"--gpu-id {','.join(gpu_ids)}: CUDA is not available on this machine "
+                           "(torch.cuda.is_available() is False); train on the CPU with --gpu-id ''")
+    visible = torch.cuda.device_count()
+    bad = [g for g in gpu_ids if len(gpu_ids) > 1 and not (g.isdigit() and int(g) < visible)]
+    if bad:
+        raise RuntimeError(f"--gpu-id {','.join(gpu_ids)}: GPU(s) {', '.join(bad)} not among the {visible} visible")
 
 
-def stage3(config, train_stage, gpu_ids):
+def egs_record(config):
+    """The egs marker (options + input fingerprint) the training reads."""
+    with open(os.path.join(config["egs"]["dir"], ".done")) as f:
+        return f.read()
+
+
+def stage3(config, train_stage, gpu_ids, trust_blueprint):
     from subtools.pytorch.libs.egs.egs import read_info
-    from subtools.pytorch.libs.training.checkpoint import latest_epoch, remove_checkpoints, write_model_config
     exp_dir = config["exp_dir"]
     epochs = config["training"]["epochs"]
-    start = latest_epoch(exp_dir) if train_stage < 0 else train_stage
+    egs_done = os.path.join(config["egs"]["dir"], ".done")
+    require(egs_done, "stage 3", "run stage 2 first")
+    start = ckpt.latest_epoch(exp_dir) if train_stage < 0 else train_stage
     if train_stage < 0 and start >= epochs:
         logger.info("stage 3: %s has %d.params, training complete, skipped", exp_dir, start)
         return
+    if start > 0:
+        ckpt.require_checkpoint(exp_dir, start)
+        recorded = os.path.join(exp_dir, "config", "egs.done")
+        if os.path.isfile(recorded) and open(recorded).read() != egs_record(config):
+            raise ValueError(f"stage 3: the egs in {config['egs']['dir']} changed since {exp_dir} started training "
+                             f"(compare {egs_done} with {recorded}); retrain with --train-stage 0, or use a new exp_dir")
+    check_device(gpu_ids)
+    pending = start == 0 and bool(ckpt.saved_epochs(exp_dir))   # an old run to keep until the new one saves
     if start == 0:
-        remove_checkpoints(exp_dir)
-    if start == 0 or not os.path.exists(os.path.join(exp_dir, "config", "nnet.config")):
+        config_dir = os.path.join(exp_dir, ckpt.PENDING_CONFIG if pending else "config")
         info = read_info(config["egs"]["dir"])
-        write_model_config(exp_dir, config["model"], info["feat_dim"], info["num_targets"])
-    args = ["--exp-dir", exp_dir, "--train-stage", str(start), "--device", "cuda" if gpu_ids else "cpu"]
+        ckpt.write_model_config(exp_dir, config["model"], info["feat_dim"], info["num_targets"], config_dir)
+        ckpt.build_model(exp_dir, trust_blueprint, config_dir)     # the params build before anything moves
+        write_config(config, config_dir)
+        with atomic_write(os.path.join(config_dir, "egs.done")) as f:
+            f.write(egs_record(config))
+        if pending:
+            ckpt.keep_training_log(exp_dir)
+    args = ["--exp-dir", exp_dir, "--train-stage", str(start), "--device", "cuda" if gpu_ids else "cpu",
+            *(["--pending"] if pending else []), *(["--trust-blueprint"] if trust_blueprint else [])]
     if len(gpu_ids) > 1:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc_per_node={len(gpu_ids)}", os.path.join(REPO, "subtools", "pytorch", "pipeline", "train.py"),
-               *args]
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={len(gpu_ids)}",
+               os.path.join(REPO_ROOT, "subtools", "pytorch", "pipeline", "train.py"), *args]
         logger.info("stage 3: CUDA_VISIBLE_DEVICES=%s %s", ",".join(gpu_ids), " ".join(cmd))
         subprocess.run(cmd, check=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(gpu_ids)})
     else:
         from subtools.pytorch.pipeline.train import train
         logger.info("stage 3: training %s from epoch %d", exp_dir, start)
-        train(exp_dir, start, "cuda" if gpu_ids else "cpu")
+        train(exp_dir, start, "cuda" if gpu_ids else "cpu", pending=pending, trust_blueprint=trust_blueprint)
 
 
-def stage4(config, gpu_ids):
-    from subtools.pytorch.libs.training.checkpoint import checkpoint_path
+def stage4(config, gpu_ids, wait, trust_blueprint):
     from subtools.pytorch.pipeline.extract_embeddings import extract
     opts = config["extract"]
-    absent = [e for e in opts["epochs"] if not os.path.isfile(checkpoint_path(config["exp_dir"], e))]
+    absent = [e for e in opts["epochs"] if not os.path.isfile(ckpt.checkpoint_path(config["exp_dir"], e))]
     if absent:
-        raise SystemExit(f"stage 4: no checkpoint {config['exp_dir']}/<epoch>.params for extract.epochs {absent}: "
-                         f"train those epochs (stage 3) or set extract.epochs (default: [training.epochs])")
+        raise FileNotFoundError(f"stage 4: no checkpoint {config['exp_dir']}/<epoch>.params for extract.epochs "
+                                f"{absent}: train those epochs (stage 3) or set extract.epochs (default: "
+                                "[training.epochs])")
+    check_device(gpu_ids)
     for epoch in opts["epochs"]:
         for name in extract_sets(config):
             out_dir = os.path.join(config["exp_dir"], f"{opts['position']}_epoch_{epoch}", name)
@@ -141,7 +208,45 @@ def stage4(config, gpu_ids):
             extract(config["exp_dir"], epoch, data_path(config, name), out_dir, nj=opts["nj"],
                     position=opts["position"], max_chunk_frames=opts["max_chunk_frames"],
                     min_frames=opts["min_frames"], cmn_window=config["stage0"]["cmn_window"],
-                    device="cuda" if gpu_ids else "cpu")
+                    device="cuda" if gpu_ids else "cpu", wait=wait, trust_blueprint=trust_blueprint)
+
+
+def write_config(config, config_dir):
+    with atomic_write(os.path.join(config_dir, "config.yaml")) as f:
+        yaml.safe_dump(config, f, sort_keys=False)
+
+
+def check_model_params(config):
+    """Build the configured model once with placeholder sizes, so that a bad ``model.params`` stops the
+    launcher before any stage runs (the blueprint is the project file the config names)."""
+    from subtools.pytorch.libs.nnet.framework import load_blueprint
+    model = config["model"]
+    cls = load_blueprint(ckpt.resolve_blueprint(model["blueprint"]), model["class"])
+    try:
+        cls(80, 10, **(model.get("params") or {}))
+    except TypeError as e:
+        raise ValueError(f"model.params: {model['class']}: {e}") from None
+
+
+def record_config(config, stage_range, fresh):
+    """Check the new config against the one the experiment's checkpoints were trained with, and write it
+    as ``EXP/config/config.yaml`` unless a retraining will (see the module docstring)."""
+    exp_dir = config["exp_dir"]
+    path = os.path.join(exp_dir, "config", "config.yaml")
+    trained = ckpt.saved_epochs(exp_dir)
+    old = None
+    if trained and os.path.isfile(path):
+        with open(path) as f:
+            old = yaml.safe_load(f)
+    diff = config_diff(old, config) if old else []
+    if diff and not fresh:
+        raise ValueError(f"{exp_dir} holds checkpoints trained with another config ({path}); differing keys:\n  "
+                         + "\n  ".join(diff) + "\nretrain with --train-stage 0 (or --force), or set exp_dir to a "
+                                               "new directory")
+    if fresh and trained and 3 not in stage_range:
+        raise ValueError("retraining (--train-stage 0 / --force) needs stage 3 in --stage..--endstage")
+    if not (fresh and trained):
+        write_config(config, os.path.join(exp_dir, "config"))
 
 
 def parse_args(argv, default_config, description):
@@ -153,24 +258,43 @@ def parse_args(argv, default_config, description):
     p.add_argument("--endstage", type=int, default=4, help="last stage to run (0-4)")
     p.add_argument("--train-stage", type=int, default=-1,
                    help="stage 3: -1 resume from the latest checkpoint, 0 from scratch, N from N.params")
+    p.add_argument("--force", action="store_true",
+                   help="retrain from scratch (same as --train-stage 0), e.g. after changing the model config")
     p.add_argument("--gpu-id", default="",
                    help="'' or -1: CPU; '0': one GPU; '0,1,...': DDP over these GPUs with torchrun")
+    p.add_argument("--wait", action="store_true", help=WAIT_HELP)
+    p.add_argument("--trust-blueprint", action="store_true", help=ckpt.TRUST_HELP)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.SUB=VALUE",
                    help="override a config value (yaml-parsed), repeatable")
     return p.parse_args(argv)
 
 
+def run(args):
+    config = load_config(args.config, args.overrides)
+    check_model_params(config)
+    gpu_ids = [g for g in args.gpu_id.replace(" ", "").split(",") if g and g != "-1"]
+    if len(gpu_ids) == 1:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu_ids[0]
+    train_stage = 0 if args.force else args.train_stage
+    stage_range = range(max(args.stage, 0), min(args.endstage, 4) + 1)
+    with locked(config["exp_dir"], args.wait, f"experiment {config['exp_dir']}"):
+        record_config(config, stage_range, fresh=train_stage == 0)
+        stages = {0: lambda: stage0(config, args.wait), 1: lambda: stage1(config, args.wait),
+                  2: lambda: stage2(config, args.wait),
+                  3: lambda: stage3(config, train_stage, gpu_ids, args.trust_blueprint),
+                  4: lambda: stage4(config, gpu_ids, args.wait, args.trust_blueprint)}
+        for stage in stage_range:
+            stages[stage]()
+    return 0
+
+
 def main(argv=None, default_config=None, description=None):
     args = parse_args(argv, default_config, description)
     setup_logging()
-    config = load_config(args.config, args.overrides)
-    gpu_ids = [g for g in args.gpu_id.replace(" ", "").split(",") if g and g != "-1"]
-    if gpu_ids and len(gpu_ids) == 1:
-        os.environ["CUDA_VISIBLE_DEVICES"] = gpu_ids[0]
-    with atomic_write(os.path.join(config["exp_dir"], "config", "config.yaml")) as f:
-        yaml.safe_dump(config, f, sort_keys=False)
-    stages = {0: lambda: stage0(config), 1: lambda: stage1(config), 2: lambda: stage2(config),
-              3: lambda: stage3(config, args.train_stage, gpu_ids), 4: lambda: stage4(config, gpu_ids)}
-    for stage in range(max(args.stage, 0), min(args.endstage, 4) + 1):
-        stages[stage]()
-    return 0
+    try:
+        return run(args)
+    except subprocess.CalledProcessError as e:
+        sys.exit(f"launcher: error: {' '.join(map(str, e.cmd))} failed with exit code {e.returncode} "
+                 "(its messages are above)")
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        sys.exit(f"launcher: error: {e}")

@@ -16,9 +16,11 @@ matrix fails its job (the command stops; a rerun redoes only that job).
 The jobs are :func:`subtools.kaldi.ark_jobs.run_jobs` jobs (spawned processes, the model loaded once
 per job): ``OUTDIR/xvector.<j>.{ark,scp,done,...}`` per job j (1..N; the utterance list is cut into N
 contiguous parts), merged ``OUTDIR/xvector.scp``, and ``utt2spk``/``spk2utt`` of DATA restricted to the
-embedded utterances. A job whose ``.done`` stamp matches (same utterances, same checkpoint file and
-options) is not redone; ``xvector.scp`` is written last and marks the set complete (rerunning skips
-it unless ``--force``).
+embedded utterances. A job is redone unless its ``.done`` stamp matches: same utterances, same feature
+and VAD arks (file identities), same options and the same checkpoint **content** (sha1), so a retrained
+model (``--train-stage 0``, a new ``N.params``) is always re-extracted, never served stale.
+``xvector.scp`` is written last. The command holds the lock of OUTDIR (another run on it: stop, or
+``--wait``). ``--epoch N`` without ``MODEL_DIR/N.params`` stops before creating anything.
 """
 import argparse
 import functools
@@ -33,9 +35,11 @@ import torch
 from subtools.kaldi.ark_jobs import run_jobs
 from subtools.kaldi.data_dir import utt2spk_to_spk2utt, write_spk2utt
 from subtools.kaldi.fileio import read_table, write_lines, write_table
+from subtools.kaldi.fingerprint import content_hash
+from subtools.kaldi.lock import WAIT_HELP, locked
 from subtools.kaldi.nosil import NosilWorker, nosil_item
 from subtools.pytorch.libs.support.utils import setup_logging
-from subtools.pytorch.libs.training.checkpoint import checkpoint_path, load_model
+from subtools.pytorch.libs.training.checkpoint import TRUST_HELP, build_model, load_model, require_checkpoint
 
 logger = logging.getLogger("extract")
 
@@ -59,9 +63,10 @@ class EmbeddingWorker:
     """Job worker for :func:`~subtools.kaldi.ark_jobs.run_jobs`: (utt, feats/vad entries) -> embedding
     ``[E]``; loads the model once per job, in the job's process."""
 
-    def __init__(self, model_dir, epoch, position, max_chunk_frames, min_frames, cmn_window, device, threads):
+    def __init__(self, model_dir, epoch, position, max_chunk_frames, min_frames, cmn_window, device, threads,
+                 trust_blueprint=False):
         torch.set_num_threads(threads)
-        self.model = load_model(model_dir, epoch).to(device)
+        self.model = load_model(model_dir, epoch, trust_blueprint).to(device)
         self.frames = NosilWorker(cmn_window)
         self.options = dict(max_chunk_frames=max_chunk_frames, min_frames=min_frames, position=position,
                             device=device)
@@ -72,44 +77,56 @@ class EmbeddingWorker:
 
 
 def extract(model_dir, epoch, data_dir, out_dir, nj=1, position="far", max_chunk_frames=10000, min_frames=25,
-            cmn_window=300, device="cpu", force=False):
+            cmn_window=300, device="cpu", force=False, wait=False, trust_blueprint=False):
     """Extract the embeddings of ``data_dir`` into ``out_dir`` (see module docstring). Returns the list of
     skipped utterance lines."""
+    checkpoint = require_checkpoint(model_dir, epoch)
+    build_model(model_dir, trust_blueprint)  # refuses an untrusted blueprint before anything is written
+    for name in ("feats.scp", "vad.scp"):
+        if not os.path.isfile(os.path.join(data_dir, name)):
+            raise FileNotFoundError(f"{data_dir}/{name}: missing (make the set's features and VAD first: "
+                                    "make_features.py, compute_vad.py)")
+    with locked(out_dir, wait, f"embedding dir {out_dir}"):
+        return _extract(model_dir, epoch, checkpoint, data_dir, out_dir, nj, position, max_chunk_frames,
+                        min_frames, cmn_window, device, force, trust_blueprint)
+
+
+def _extract(model_dir, epoch, checkpoint, data_dir, out_dir, nj, position, max_chunk_frames, min_frames,
+             cmn_window, device, force, trust_blueprint):
     final_scp = os.path.join(out_dir, "xvector.scp")
-    if os.path.exists(final_scp) and not force:
-        logger.info("%s exists: %s already extracted", final_scp, data_dir)
-        return []
-    os.makedirs(out_dir, exist_ok=True)
     if force:
         for name in os.listdir(out_dir):
             if name.startswith(("xvector.", "skipped")):
                 os.remove(os.path.join(out_dir, name))
     feats_scp = read_table(os.path.join(data_dir, "feats.scp"))
-    vad_path = os.path.join(data_dir, "vad.scp")
-    if not os.path.exists(vad_path):
-        raise FileNotFoundError(f"{vad_path}: missing (run compute_vad.py on {data_dir})")
-    vad_scp = read_table(vad_path)
+    vad_scp = read_table(os.path.join(data_dir, "vad.scp"))
     failed = {u: "no vad.scp entry" for u in feats_scp if u not in vad_scp}
     items = [(u, nosil_item(e, vad_scp[u])) for u, e in sorted(feats_scp.items()) if u in vad_scp]
     nj = max(1, min(nj, len(items)))
     threads = max(1, (os.cpu_count() or 1) // nj)
-    checkpoint = checkpoint_path(model_dir, epoch)
-    stamp = (f"{os.path.abspath(checkpoint)} mtime_ns={os.stat(checkpoint).st_mtime_ns} position={position} "
-             f"max_chunk_frames={max_chunk_frames} min_frames={min_frames} cmn_window={cmn_window}")
+    utt2spk_path = os.path.join(data_dir, "utt2spk")
+    record = [checkpoint] + [os.path.join(model_dir, "config", n) for n in ("blueprint.py", "params.dict")]
+    stamp = (" ".join(f"{os.path.basename(path)}={content_hash(path)}" for path in record)
+             + f" position={position} max_chunk_frames={max_chunk_frames} min_frames={min_frames} "
+               f"cmn_window={cmn_window} utt2spk={content_hash(utt2spk_path)}")
     make_worker = functools.partial(EmbeddingWorker, model_dir, epoch, position, max_chunk_frames, min_frames,
-                                    cmn_window, device, threads)
-    vectors, _, bad = run_jobs(items, make_worker, os.path.abspath(out_dir), "xvector", nj, config_stamp=stamp,
-                               outputs=[final_scp], start_method="spawn")
-    failed.update(bad)
+                                    cmn_window, device, threads, trust_blueprint)
+    outputs = [os.path.join(out_dir, name) for name in ("skipped", "utt2spk", "spk2utt", "xvector.scp")]
+    result = run_jobs(items, make_worker, os.path.abspath(out_dir), "xvector", nj, config_stamp=stamp,
+                      outputs=outputs, start_method="spawn")
+    failed.update(result.failed)
     skipped = [f"{u} {reason}" for u, reason in sorted(failed.items())]
     if skipped:
         logger.warning("%s: %d utterances skipped (listed in %s/skipped), e.g. %s", data_dir, len(skipped),
                        out_dir, skipped[0])
+    if result.current:
+        logger.info("%s is complete (%d embeddings of %s)", final_scp, len(result.scp), data_dir)
+        return skipped
     write_lines(os.path.join(out_dir, "skipped"), skipped)
-    utt2spk = {u: s for u, s in read_table(os.path.join(data_dir, "utt2spk")).items() if u in vectors}
+    utt2spk = {u: s for u, s in read_table(utt2spk_path).items() if u in result.scp}
     write_table(os.path.join(out_dir, "utt2spk"), utt2spk)
     write_spk2utt(os.path.join(out_dir, "spk2utt"), utt2spk_to_spk2utt(utt2spk))
-    write_table(final_scp, vectors)
+    write_table(final_scp, result.scp)
     return skipped
 
 
@@ -123,13 +140,19 @@ def main(argv=None):
     p.add_argument("--min-frames", type=int, default=25)
     p.add_argument("--cmn-window", type=int, default=300)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    p.add_argument("--force", action="store_true", help="redo even if OUTDIR/xvector.scp exists")
+    p.add_argument("--force", action="store_true", help="redo every job even if it is complete")
+    p.add_argument("--wait", action="store_true", help=WAIT_HELP)
+    p.add_argument("--trust-blueprint", action="store_true", help=TRUST_HELP)
     p.add_argument("data_dir")
     p.add_argument("out_dir")
     args = p.parse_args(argv)
     setup_logging()
-    extract(args.model_dir, args.epoch, args.data_dir, args.out_dir, args.nj, args.position,
-            args.max_chunk_frames, args.min_frames, args.cmn_window, args.device, args.force)
+    try:
+        extract(args.model_dir, args.epoch, args.data_dir, args.out_dir, args.nj, args.position,
+                args.max_chunk_frames, args.min_frames, args.cmn_window, args.device, args.force, args.wait,
+                args.trust_blueprint)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        sys.exit(f"extract_embeddings.py: error: {e}")
 
 
 if __name__ == "__main__":

@@ -2,50 +2,104 @@
 
 ``EXP/config/`` (written before training, as ASV-subtools does)::
 
-    config.yaml   the merged experiment config (launcher)
-    blueprint.py  copy of the model file, so the experiment rebuilds even if the repo's file changes
-    nnet.config   yaml {blueprint: blueprint.py, class: Name, inputs_dim: F, num_targets: S}
+    config.yaml   the merged experiment config (launcher): it always describes the weights beside it
+    blueprint.py  copy of the model file the experiment was trained with (a record; see below)
+    nnet.config   yaml {blueprint: blueprint.py, source: <the model file, relative to the repo>,
+                  class: Name, inputs_dim: F, num_targets: S}
     params.dict   yaml of the model's constructor params (``model.params``)
+
+**No code from an experiment dir runs unless the user trusts it.** The model is built from the
+project's own blueprint named by ``source`` when ``blueprint.py`` is byte-identical to it; a copy that
+differs (the project's file changed since training, or the experiment comes from elsewhere) is refused
+with :class:`UntrustedBlueprintError` unless ``trust_blueprint`` (the CLIs' ``--trust-blueprint``), after
+which the copy is loaded. Checkpoints load with ``torch.load(weights_only=True)``.
 
 ``EXP/<epoch>.params`` (epoch 1-based = number of finished epochs): a dict with ``epoch``, ``model``,
 ``optimizer``, ``lr_scheduler``, ``scaler`` (AMP, or None), ``rng`` (python/numpy/torch/cuda states, see
 ``support.utils.get_rng_state``). Written atomically; loaded with ``torch.load(weights_only=True)``.
 The sampler state is the epoch itself (order = f(seed, epoch)).
 """
+import glob
 import os
+import pickle
 import re
 import shutil
 
 import torch
 import yaml
 
+from subtools import REPO_ROOT
 from subtools.kaldi.fileio import atomic_write
 from subtools.pytorch.libs.nnet.framework import load_blueprint
 
+TRUST_HELP = ("build the model from EXP/config/blueprint.py even when it differs from the project's own model "
+              "file (it is Python code and runs on load: read it first)")
 
-def write_model_config(exp_dir, model_config, inputs_dim, num_targets):
-    """Copy the blueprint and write ``nnet.config`` / ``params.dict`` under ``EXP/config``."""
-    config_dir = os.path.join(exp_dir, "config")
+
+class UntrustedBlueprintError(ValueError):
+    """An experiment's blueprint copy is not the project's file it names."""
+
+
+def resolve_blueprint(path):
+    """A blueprint path of a config: as given when it exists, else relative to the repo root."""
+    return path if os.path.isabs(path) or os.path.exists(path) else os.path.join(REPO_ROOT, path)
+
+
+def write_model_config(exp_dir, model_config, inputs_dim, num_targets, config_dir=None):
+    """Copy the blueprint and write ``nnet.config`` / ``params.dict`` under ``config_dir``
+    (default ``EXP/config``)."""
+    config_dir = config_dir or os.path.join(exp_dir, "config")
     os.makedirs(config_dir, exist_ok=True)
-    with open(model_config["blueprint"]) as src, atomic_write(os.path.join(config_dir, "blueprint.py")) as dst:
+    source = os.path.abspath(resolve_blueprint(model_config["blueprint"]))
+    with open(source) as src, atomic_write(os.path.join(config_dir, "blueprint.py")) as dst:
         shutil.copyfileobj(src, dst)
-    nnet = {"blueprint": "blueprint.py", "class": model_config["class"], "inputs_dim": int(inputs_dim),
-            "num_targets": int(num_targets)}
+    inside = os.path.commonpath([source, REPO_ROOT]) == REPO_ROOT
+    nnet = {"blueprint": "blueprint.py", "source": os.path.relpath(source, REPO_ROOT) if inside else source,
+            "class": model_config["class"], "inputs_dim": int(inputs_dim), "num_targets": int(num_targets)}
     with atomic_write(os.path.join(config_dir, "nnet.config")) as f:
         yaml.safe_dump(nnet, f, sort_keys=False)
     with atomic_write(os.path.join(config_dir, "params.dict")) as f:
         yaml.safe_dump(dict(model_config.get("params") or {}), f, sort_keys=False)
 
 
-def build_model(exp_dir):
-    """Instantiate the model recorded in ``EXP/config`` (random init)."""
-    config_dir = os.path.join(exp_dir, "config")
+def _same_bytes(a, b):
+    with open(a, "rb") as f, open(b, "rb") as g:
+        return f.read() == g.read()
+
+
+def trusted_blueprint(config_dir, nnet, trust_blueprint=False):
+    """The blueprint file to load for the record ``nnet`` of ``config_dir`` (see module docstring)."""
+    copy = os.path.join(config_dir, nnet["blueprint"])
+    if not os.path.isfile(copy):
+        raise FileNotFoundError(f"{copy}: missing (the experiment's record of its model file)")
+    if nnet.get("source"):
+        candidates = [resolve_blueprint(nnet["source"])]
+    else:  # records written before ``source`` existed: any model file of the project
+        candidates = sorted(glob.glob(os.path.join(REPO_ROOT, "subtools", "pytorch", "model", "*.py")))
+    for project in candidates:
+        if os.path.isfile(project) and _same_bytes(project, copy):
+            return project
+    if trust_blueprint:
+        return copy
+    named = f"the project's {nnet['source']}" if nnet.get("source") else "every model file of this project"
+    raise UntrustedBlueprintError(
+        f"{copy} differs from {named} (the project file changed since this model was trained, or the experiment "
+        "comes from elsewhere); it is Python code that would run when the model is built: read it, then pass "
+        "--trust-blueprint to use it")
+
+
+def build_model(exp_dir, trust_blueprint=False, config_dir=None):
+    """Instantiate the model recorded in ``config_dir`` (default ``EXP/config``; random init)."""
+    config_dir = config_dir or os.path.join(exp_dir, "config")
     with open(os.path.join(config_dir, "nnet.config")) as f:
         nnet = yaml.safe_load(f)
     with open(os.path.join(config_dir, "params.dict")) as f:
         params = yaml.safe_load(f) or {}
-    cls = load_blueprint(os.path.join(config_dir, nnet["blueprint"]), nnet["class"])
-    return cls(nnet["inputs_dim"], nnet["num_targets"], **params)
+    cls = load_blueprint(trusted_blueprint(config_dir, nnet, trust_blueprint), nnet["class"])
+    try:
+        return cls(nnet["inputs_dim"], nnet["num_targets"], **params)
+    except TypeError as e:  # an unknown or missing constructor parameter in model.params
+        raise ValueError(f"{config_dir}/params.dict (model.params): {nnet['class']}: {e}") from None
 
 
 def checkpoint_path(exp_dir, epoch):
@@ -64,11 +118,36 @@ def latest_epoch(exp_dir):
     return max(saved_epochs(exp_dir), default=0)
 
 
-def remove_checkpoints(exp_dir):
-    """Delete every ``EXP/N.params`` (training restarts from scratch: an old run's checkpoints must not
-    be mistaken for the new run's by a later resume)."""
-    for epoch in saved_epochs(exp_dir):
-        os.remove(checkpoint_path(exp_dir, epoch))
+PENDING_CONFIG = "config.new"      # the record of a retraining that has not saved a checkpoint yet
+PREVIOUS_RUN = "previous_run"      # the run a retraining replaced
+_OF_A_RUN = re.compile(r"^(\d+\.params|(far|near)_epoch_\d+|.*\.results|det_.*\.png|config)$")
+
+
+def keep_training_log(exp_dir):
+    """Copy the old run's ``log/train.csv`` aside before a retraining starts reporting over it."""
+    log = os.path.join(exp_dir, "log", "train.csv")
+    if os.path.isfile(log):
+        shutil.copyfile(log, os.path.join(exp_dir, PENDING_CONFIG, "previous_train.csv"))
+
+
+def promote_pending_run(exp_dir):
+    """Called by a retraining just before it saves its first checkpoint: move the old run (config,
+    checkpoints, embeddings, result tables, DET plots) into ``EXP/previous_run/`` (replacing an older one)
+    and make ``EXP/config.new`` the experiment's ``config``. Until then the old run stays intact, so a
+    retraining that fails early (no GPU, bad data) loses nothing."""
+    pending = os.path.join(exp_dir, PENDING_CONFIG)
+    if not os.path.isdir(pending):
+        return
+    previous = os.path.join(exp_dir, PREVIOUS_RUN)
+    if os.path.exists(previous):
+        shutil.rmtree(previous)
+    os.makedirs(os.path.join(previous, "log"))
+    for name in sorted(os.listdir(exp_dir)):
+        if _OF_A_RUN.match(name):
+            os.replace(os.path.join(exp_dir, name), os.path.join(previous, name))
+    if os.path.isfile(os.path.join(pending, "previous_train.csv")):
+        os.replace(os.path.join(pending, "previous_train.csv"), os.path.join(previous, "log", "train.csv"))
+    os.replace(pending, os.path.join(exp_dir, "config"))
 
 
 def save_checkpoint(path, state):
@@ -77,15 +156,35 @@ def save_checkpoint(path, state):
         torch.save(state, f)
 
 
+def _epochs_note(exp_dir):
+    epochs = sorted(saved_epochs(exp_dir))
+    return f"{exp_dir} has epochs {' '.join(map(str, epochs))}" if epochs else f"{exp_dir} has no checkpoint"
+
+
+def require_checkpoint(exp_dir, epoch):
+    """``EXP/<epoch>.params``; FileNotFoundError naming it and the epochs that exist when it is absent."""
+    path = checkpoint_path(exp_dir, epoch)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint {path} does not exist ({_epochs_note(exp_dir)}; train with launcher "
+                                "stage 3 or pick an existing epoch)")
+    return path
+
+
 def load_checkpoint(path):
-    """Load a checkpoint dict on CPU with ``weights_only=True``; FileNotFoundError names the path."""
+    """Load a checkpoint dict on CPU with ``weights_only=True``; FileNotFoundError names a missing path,
+    ValueError a truncated or foreign file."""
     if not os.path.exists(path):
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    return torch.load(path, map_location="cpu", weights_only=True)
+        raise FileNotFoundError(f"checkpoint {path} does not exist ({_epochs_note(os.path.dirname(path) or '.')})")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as e:
+        raise ValueError(f"checkpoint {path} is unreadable (truncated, or not written by this toolkit): "
+                         f"{str(e).splitlines()[0]} ({_epochs_note(os.path.dirname(path) or '.')})") from None
 
 
-def load_model(exp_dir, epoch):
+def load_model(exp_dir, epoch, trust_blueprint=False):
     """The model of ``EXP/config`` with the weights of ``EXP/<epoch>.params``, in eval mode."""
-    model = build_model(exp_dir)
-    model.load_state_dict(load_checkpoint(checkpoint_path(exp_dir, epoch))["model"])
+    path = require_checkpoint(exp_dir, epoch)
+    model = build_model(exp_dir, trust_blueprint)
+    model.load_state_dict(load_checkpoint(path)["model"])
     return model.eval()

@@ -14,12 +14,30 @@ the lr between epochs, ``warmR`` on every iteration. Epochs here are 0-based: du
 """
 from torch.optim import lr_scheduler
 
+POLICY_OPTIONS = {"step": {"step_size", "gamma"}, "warmR": {"T_max", "T_mult", "lr_min"},
+                  "reduceP": {"factor", "patience", "min_lr", "cooldown", "threshold"}}
+
+
+def check_lr_scheduler_config(config):
+    """``(policy name, its options)`` of the ``lr_scheduler`` section; ValueError for an unknown policy,
+    section key or option (a misspelt option would otherwise silently take its default)."""
+    config = dict(config or {"name": "step"})
+    name = config.get("name", "step")
+    if name not in POLICY_OPTIONS:
+        raise ValueError(f"lr_scheduler.name '{name}' not one of {', '.join(POLICY_OPTIONS)}")
+    unknown = set(config) - {"name", *POLICY_OPTIONS}
+    if unknown:
+        raise ValueError(f"lr_scheduler: unknown key(s) {sorted(unknown)} (known: name, {', '.join(POLICY_OPTIONS)})")
+    for policy, allowed in POLICY_OPTIONS.items():
+        bad = set(config.get(policy) or {}) - allowed
+        if bad:
+            raise ValueError(f"lr_scheduler.{policy}: unknown option(s) {sorted(bad)} (allowed: {sorted(allowed)})")
+    return name, dict(config.get(name) or {})
+
 
 class LRSchedulerWrapper:
     def __init__(self, optimizer, config):
-        config = dict(config or {"name": "step"})
-        self.name = config.get("name", "step")
-        options = dict(config.get(self.name) or {})
+        self.name, options = check_lr_scheduler_config(config)
         self.optimizer = optimizer
         if self.name == "step":
             self.scheduler = lr_scheduler.StepLR(optimizer, step_size=int(options.get("step_size", 1)),
@@ -33,8 +51,6 @@ class LRSchedulerWrapper:
                 optimizer, mode="min", factor=float(options.get("factor", 0.5)),
                 patience=int(options.get("patience", 1)), min_lr=float(options.get("min_lr", 1e-6)),
                 cooldown=int(options.get("cooldown", 0)), threshold=float(options.get("threshold", 1e-4)))
-        else:
-            raise ValueError(f"lr_scheduler.name '{self.name}' not one of step, warmR, reduceP")
 
     def on_iteration(self, epoch_progress):
         """Called before each optimizer step; ``epoch_progress`` is the 0-based fractional epoch."""

@@ -12,8 +12,9 @@ _OPTIMIZERS = {
 }
 
 
-def get_optimizer(params, config):
-    """Build the optimizer named ``config["name"]``; unknown names or options raise ValueError."""
+def check_optimizer_config(config):
+    """``(optimizer class, options)`` of the ``optimizer`` section; ValueError for an unknown name or
+    option (checked when the config is loaded, before any stage runs)."""
     options = dict(config)
     name = str(options.pop("name", "sgd")).lower()
     if name not in _OPTIMIZERS:
@@ -22,6 +23,12 @@ def get_optimizer(params, config):
     unknown = set(options) - allowed
     if unknown:
         raise ValueError(f"optimizer '{name}' does not take {sorted(unknown)} (allowed: {sorted(allowed)})")
+    return cls, options
+
+
+def get_optimizer(params, config):
+    """Build the optimizer named ``config["name"]``; unknown names or options raise ValueError."""
+    cls, options = check_optimizer_config(config)
     if "betas" in options:
         options["betas"] = tuple(options["betas"])
     return cls(params, **options)

@@ -162,9 +162,10 @@ class SimpleTrainer:
         reporter.end_epoch()
         return valid_loss if valid_loss is not None else train_loss
 
-    def run(self, start_epoch=0):
+    def run(self, start_epoch=0, before_first_save=None):
         """Train epochs ``start_epoch .. epochs-1`` (0-based; ``start_epoch`` finished epochs are assumed
-        loaded via :meth:`load`). Returns the list of per-epoch metrics given to the lr policy."""
+        loaded via :meth:`load`). Returns the list of per-epoch metrics given to the lr policy.
+        ``before_first_save()`` runs on rank 0 once, just before the first checkpoint is written."""
         reporter = Reporter(self.exp_dir, self.epochs, len(self.train_loader), start_epoch,
                             enabled=self.rank == 0, progress_bar=self.progress_bar)
         metrics = []
@@ -175,6 +176,9 @@ class SimpleTrainer:
                 self.lr_scheduler.on_epoch_end(metric)
                 metrics.append(metric)
                 if self.rank == 0:
+                    if before_first_save is not None:
+                        before_first_save()
+                        before_first_save = None
                     save_checkpoint(checkpoint_path(self.exp_dir, epoch + 1), self.state_dict(epoch + 1))
                 distributed.barrier()
         finally:
