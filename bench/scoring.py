@@ -1,13 +1,18 @@
-"""Benchmark: PLDA scoring and EER/minDCF at VoxCeleb1-E scale, on one core.
+"""Benchmark: PLDA scoring, EER/minDCF and their bootstrap intervals at VoxCeleb1-E scale, on one core.
 
 600,000 trials over 4,800 enroll x 4,800 test vectors of dimension 256, a PLDA model of the same
 dimension. Ours: subtools/score (PldaScorer: transform + length norm of both sides, vectorised LLR;
-metrics.compute_all: EER + minDCF 0.01 + minDCF 0.001). Reference, measured in the same run: a
-plain per-trial Python loop (Kaldi's LogLikelihoodRatio per trial on the transformed vectors; the
-Kaldi compute-eer / compute_min_dcf.py loops for the metrics) on a 10,000-trial subset,
-extrapolated linearly to 600,000. Targets (SPEC section 9): scoring <= 2 s, metrics <= 1 s.
+metrics.compute_all: EER + minDCF 0.01 + minDCF 0.001; bootstrap.bootstrap_metrics: 1,000 draws of
+all three, resampling 1,200 enrollment speakers of 4 enroll vectors each, or single trials).
+Reference, measured in the same run: a plain per-trial Python loop (Kaldi's LogLikelihoodRatio per
+trial on the transformed vectors; the Kaldi compute-eer / compute_min_dcf.py loops for the metrics)
+on a 10,000-trial subset, extrapolated linearly to 600,000; for the bootstrap, a per-draw loop that
+builds each resampled trial list and runs compute_all on it, for a few draws, extrapolated to 1,000.
+Targets: scoring <= 2 s, metrics <= 1 s (SPEC section 9), 1,000 bootstrap draws <= 10 s (issue 12).
+Times are CPU time of this process (one thread), best of 3 (of 2 for the bootstrap), so that other
+work on a shared machine disturbs them less.
 
-Usage: python3 bench/scoring.py [--trials 600000] [--vectors 4800] [--dim 256]
+Usage: python3 bench/scoring.py [--trials 600000] [--vectors 4800] [--dim 256] [--draws 1000]
 """
 import os
 
@@ -19,6 +24,7 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from subtools.score.bootstrap import bootstrap_metrics  # noqa: E402
 from subtools.score.metrics import compute_all  # noqa: E402
 from subtools.score.plda import Plda, PldaScorer  # noqa: E402
 from subtools.score.synthetic import random_model  # noqa: E402
@@ -64,10 +70,23 @@ def loop_metrics(scores, labels):
 def best_of(fn, repeat=3):
     times = []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         out = fn()
-        times.append(time.perf_counter() - t0)
+        times.append(time.process_time() - t0)
     return min(times), out
+
+
+def loop_bootstrap(scores, labels, units, draws, seed=0):
+    """Reference: each draw's trial list built explicitly (np.repeat) and scored with compute_all;
+    returns the EERs [draws]."""
+    n_units = int(units.max()) + 1
+    rng = np.random.default_rng(seed)
+    eers = []
+    for _ in range(draws):
+        counts = np.bincount(rng.integers(0, n_units, size=n_units), minlength=n_units)
+        copies = np.repeat(np.arange(labels.size), counts[units])
+        eers.append(compute_all(scores[copies], labels[copies])["eer"])
+    return np.array(eers)
 
 
 def main():
@@ -76,6 +95,8 @@ def main():
     p.add_argument("--vectors", type=int, default=4800)
     p.add_argument("--dim", type=int, default=256)
     p.add_argument("--subset", type=int, default=10_000)
+    p.add_argument("--draws", type=int, default=1000, help="bootstrap draws")
+    p.add_argument("--loop-draws", type=int, default=5, help="draws of the per-draw reference loop")
     args = p.parse_args()
     try:
         import torch
@@ -102,17 +123,26 @@ def main():
     t_plda, scores = best_of(ours_plda)
     Ep, Tp = scorer.enroll_side(E), scorer.test_side(T)
     sub = slice(0, args.subset)
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     ref = loop_llr(model.psi, Ep.X, Ep.counts, Tp.X, ie[sub], it[sub])
-    t_loop = (time.perf_counter() - t0) * args.trials / args.subset
+    t_loop = (time.process_time() - t0) * args.trials / args.subset
     assert np.allclose(ref, scores[sub], rtol=1e-9, atol=1e-9), "PLDA scores differ from the loop"
 
     labels = rng.random(args.trials) < 0.5          # VoxCeleb1-E is about half targets
     scores_m = scores + 2.0 * scores.std() * labels
     t_met, m = best_of(lambda: compute_all(scores_m, labels))
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     loop_metrics(list(scores_m[sub]), list(labels[sub].astype(int)))
-    t_met_loop = (time.perf_counter() - t0) * args.trials / args.subset
+    t_met_loop = (time.process_time() - t0) * args.trials / args.subset
+
+    speakers = ie // 4                              # 1,200 enrollment speakers of 4 vectors each
+    t_boot, boot = {}, {}
+    for by, units in (("speaker", speakers), ("trial", np.arange(args.trials))):
+        t_boot[by], boot[by] = best_of(lambda: bootstrap_metrics([scores_m], labels, units, args.draws), repeat=2)
+    t0 = time.process_time()
+    ref = loop_bootstrap(scores_m, labels, speakers, args.loop_draws)
+    t_boot_loop = (time.process_time() - t0) * args.draws / args.loop_draws
+    assert np.array_equal(ref, boot["speaker"]["eer"][0, :args.loop_draws]), "bootstrap EERs differ from the loop"
 
     def row(label, seconds, note):
         print(f"  {label:<58}{seconds:8.3f} s   {note}")
@@ -128,6 +158,12 @@ def main():
         f"(EER={m['eer']:.3f}%)")
     row(f"Kaldi-style Python loops ({args.subset} scores, extrapolated)", t_met_loop,
         f"ours is x{t_met_loop / t_met:.0f} faster")
+    print(f"bootstrap intervals of the three metrics, {args.draws} draws on {args.trials} scores")
+    for by in t_boot:
+        row(f"ours (vectorised), resampling {by}s", t_boot[by],
+            f"target <= 10 s: {'PASS' if t_boot[by] <= 10 else 'FAIL'}")
+    row(f"per-draw expand + compute_all loop ({args.loop_draws} draws, extrapolated)", t_boot_loop,
+        f"ours (by speaker) is x{t_boot_loop / t_boot['speaker']:.0f} faster")
 
 if __name__ == "__main__":
     main()
