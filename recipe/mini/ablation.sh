@@ -6,7 +6,9 @@
 #   bash recipe/mini/ablation.sh [--grid "L:H L:H ..."]
 #
 # Each point trains into exp/mini_ablation/L<L>_H<H> (launcher stages 0-4, restartable), is scored
-# with PLDA and cosine, and the table goes to exp/mini_ablation/results.txt.
+# with PLDA and cosine, and the table goes to exp/mini_ablation/results.txt, with 95 % bootstrap
+# intervals and, when the grid holds it, each point's EER compared with L = 2, H = 4 (the point both
+# sweeps share) on the same draws (recipe/mini/summarize_results.py).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -34,5 +36,7 @@ for point in $grid; do
   done
   exps+=("$exp")
 done
+baseline=()
+[[ " $grid " == *" 2:4 "* ]] && baseline=(--baseline L2_H4)
 python3 recipe/mini/summarize_results.py --out exp/mini_ablation/results.txt --det exp/mini_ablation/det.png \
-  --backends plda,cosine "${exps[@]}"
+  --backends plda,cosine ${baseline[@]+"${baseline[@]}"} "${exps[@]}"

@@ -72,6 +72,6 @@ if run_stage 5; then
     exps+=("$exp")
   done
   python3 recipe/mini/summarize_results.py --out exp/mini_results.txt --det exp/mini_det.png \
-    --backends plda,cosine "${exps[@]}"
+    --backends plda,cosine --baseline mini_xvector_stats "${exps[@]}"
 fi
 echo "recipe/mini/run.sh: stages $stage-$endstage done in $((SECONDS - start)) s"

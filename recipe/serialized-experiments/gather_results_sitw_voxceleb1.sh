@@ -4,23 +4,25 @@
 #
 # Usage: gather_results_sitw_voxceleb1.sh EXP [--epochs "E1 E2"] [--backend plda|cosine|asnorm]
 #                                             [--chain CHAIN] [--on-missing skip|stop]
+#                                             [--ci 1000] [--ci-by speaker|trial]
 #   EXP        experiment dir with config/config.yaml and far_epoch_<E>/<set>/xvector.scp
 #              (<position>_epoch_<E> when the config sets extract.position)
 #   --epochs   epochs to score (default: extract.epochs of the config)
 #   --backend  plda (default; backend.chain), cosine (backend.cosine_chain) or asnorm
+#   --ci       bootstrap draws of the tables' 95 % intervals; --ci-by: resampling unit
 # Writes EXP/<backend>.results, EXP/det_<backend>_epoch<E>.png and the score files under
 # EXP/far_epoch_<E>/scores/<backend>/. Test sets without embeddings are skipped with a message.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-usage() { sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 exp=""
 args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) usage; exit 0 ;;
-    --epochs|--backend|--chain|--on-missing)
+    --epochs|--backend|--chain|--on-missing|--ci|--ci-by)
       [ $# -ge 2 ] || { echo "$0: $1 needs a value" >&2; exit 1; }
       args+=("$1" "$2"); shift 2 ;;
     --*=*) args+=("$1"); shift ;;

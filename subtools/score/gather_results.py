@@ -14,7 +14,9 @@ The back-end is trained on ``EXP/<P>_epoch_<E>/<backend.plda_train_set>`` (model
 ``EXP/<P>_epoch_<E>/backend/<train_set>/<chain>/``). Outputs:
 
 * scores  ``EXP/<P>_epoch_<E>/scores/<backend>/<test set>.score``
-* table   ``EXP/<backend>.results`` (also printed): epoch, set, trials, EER %, minDCF(0.01), minDCF(0.001)
+* table   ``EXP/<backend>.results`` (also printed): epoch, set, trials, EER %, minDCF(0.01), minDCF(0.001),
+  then their 95 % bootstrap intervals (``--ci`` draws, default 1000, resampling enrollment speakers,
+  ``--ci-by trial`` for single trials; seed 0, so a table is reproducible; see subtools/score/bootstrap.py)
 * DET     ``EXP/det_<backend>_epoch<E>.png`` (all test sets of the epoch on one plot)
 
 A test set whose embeddings or trials file is missing is skipped with a message. Trials naming
@@ -27,12 +29,15 @@ import sys
 import yaml
 
 from subtools.kaldi.fileio import atomic_write
+from subtools.score.bootstrap import bootstrap_metrics, interval_cells, resampling_units, system_draws
 from subtools.score.metrics import compute_all, plot_det
 from subtools.score.score_sets import Backend, EmbeddingSet
 from subtools.score.trials import read_trials, write_scores
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-HEADER = ("epoch", "test set", "trials", "EER(%)", "minDCF(0.01)", "minDCF(0.001)")
+HEADER = ("epoch", "test set", "trials", "EER(%)", "minDCF(0.01)", "minDCF(0.001)", "EER CI95",
+          "minDCF(0.01) CI95", "minDCF(0.001) CI95")
+CI_SEED = 0
 
 
 def chain_for(backend, cfg):
@@ -60,7 +65,17 @@ def format_table(rows, header=HEADER, left=(0, 1)):
     return "\n".join(lines)
 
 
-def gather(exp, backend_name, epochs=None, chain=None, on_missing="skip", log=print):
+def interval_columns(trials, scores, n_draws, by, log=print):
+    """The three CI95 cells of one scored test set (``-`` with a message if no interval can be drawn)."""
+    try:
+        units, _ = resampling_units(trials.enroll, by, source=trials.source)
+        return interval_cells(system_draws(bootstrap_metrics([scores], trials.labels, units, n_draws, CI_SEED), 0))
+    except ValueError as e:
+        log(f"no interval for {trials.source}: {e}")
+        return ["-"] * 3
+
+
+def gather(exp, backend_name, epochs=None, chain=None, on_missing="skip", log=print, ci=1000, ci_by="speaker"):
     """Score all test sets for all epochs; returns the table text (also saved and printed)."""
     cfg_path = os.path.join(exp, "config", "config.yaml")
     with open(cfg_path) as f:
@@ -116,7 +131,7 @@ def gather(exp, backend_name, epochs=None, chain=None, on_missing="skip", log=pr
             m = compute_all(scores, kept.labels)
             n = f"{len(kept)}" if len(kept) == len(trials) else f"{len(kept)}/{len(trials)}"
             rows.append((str(epoch), name, n, f"{m['eer']:.3f}", f"{m['mindcf_0.01']:.4f}",
-                         f"{m['mindcf_0.001']:.4f}"))
+                         f"{m['mindcf_0.001']:.4f}", *interval_columns(kept, scores, ci, ci_by, log)))
             systems.append((name, scores, kept.labels))
         if systems:
             det = os.path.join(exp, f"det_{backend_name}_epoch{epoch}.png")
@@ -140,10 +155,15 @@ def main(argv=None):
     p.add_argument("--chain", help="override the chain named in the config")
     p.add_argument("--on-missing", choices=["stop", "skip"], default="skip",
                    help="trials naming absent vectors: skip and report (default) or stop")
+    p.add_argument("--ci", type=int, default=1000, metavar="N", help="bootstrap draws of the 95 %% intervals")
+    p.add_argument("--ci-by", choices=["speaker", "trial"], default="speaker",
+                   help="resampling unit: speaker of the enroll key (default) or trial")
     args = p.parse_args(argv)
+    if args.ci < 1:
+        p.error("--ci needs at least 1 draw")
     epochs = args.epochs.split() if args.epochs else None
     try:
-        table = gather(args.exp, args.backend, epochs, args.chain, args.on_missing)
+        table = gather(args.exp, args.backend, epochs, args.chain, args.on_missing, ci=args.ci, ci_by=args.ci_by)
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"gather_results: {e}")
     print(table)
