@@ -3,7 +3,9 @@
 ``mini-O``: target pairs (two different utterances of one speaker) and nontarget pairs of
 utterances of two different speakers drawn at random. ``mini-H`` (hard): the same target pairs,
 nontargets drawn only from speaker pairs of the same accent and gender. No utterance is paired
-with itself and no unordered pair appears twice; enroll < test in C order; lines sorted.
+with itself and no unordered pair appears twice; enroll < test in C order; lines sorted. A list
+size of ``all`` keeps every such pair (the demo's lists: 2,880 targets and 70,656 / 9,216 nontargets
+at --size small), so that bootstrap intervals are narrow enough to separate systems.
 """
 import numpy as np
 
@@ -19,7 +21,8 @@ def _pairs(utts, keep):
 
 def make_trials(utt2spk, spk2group, num_trials, rng, hard=False):
     """Return ``[(enroll, test, label)]`` sorted, with about ``num_trials`` trials: half targets
-    (all of them if fewer exist), the rest nontargets (all if fewer exist).
+    (all of them if fewer exist), the rest nontargets (all if fewer exist); ``num_trials="all"``:
+    every target and nontarget pair.
 
     ``spk2group`` maps speaker -> group key (accent+gender); with ``hard`` nontargets only pair
     speakers of one group. ``rng`` is a numpy Generator; the target choice uses a child stream
@@ -34,6 +37,10 @@ def make_trials(utt2spk, spk2group, num_trials, rng, hard=False):
         nontargets = _pairs(utts, lambda i, j: (spk[i] != spk[j]) & (group[i] == group[j]))
     else:
         nontargets = _pairs(utts, lambda i, j: spk[i] != spk[j])
+    if num_trials == "all":
+        num_trials = len(targets) + len(nontargets)
+    elif not isinstance(num_trials, int) or num_trials < 2:
+        raise ValueError(f"trials: a list size is 'all' or an integer >= 2, not {num_trials!r}")
     n_target = min(num_trials // 2, len(targets))
     n_nontarget = min(num_trials - n_target, len(nontargets))
     chosen = [(targets[target_rng.choice(len(targets), n_target, replace=False)], LABELS[0]),
