@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Training-step and egs-loader throughput at the paper's size, with achieved FLOP/s vs a matmul peak.
 
-    python3 bench/train_step.py [--steps 5] [--batch 64] [--frames 200] [--device cpu|cuda] [--workers 2]
+    python3 bench/train_step.py [--repeats 5] [--steps 1] [--batch 64] [--frames 200] [--device cpu|cuda] [--workers 2]
 
 For the stats-pooling x-vector (conf/xvector-stats.yaml) and the serialized-attention model
 (conf/serialized-tdnn-xvector.yaml), with fbank-80 input and 5994 classes (VoxCeleb2-dev speakers):
@@ -10,12 +10,18 @@ counted by torch.utils.flop_counter.FlopCounterMode, and achieved FLOP/s as a fr
 float32 matmul peak measured in the same run (the reference figure). The egs loader (ChunkEgs +
 DataLoader on a synthetic 80-dim feature ark, chunk 200) is timed in batches/s beside the step rate.
 Targets (issue 3): serialized step <= 1.3x the stats step; loader >= 5x the step rate.
+
+The two models are timed alternately, ``--repeats`` times ``--steps`` steps each after two warm-up
+steps, and the best (least disturbed) time per step is reported with the median beside it, because
+a shared machine's speed drifts by tens of percent within minutes (as bench/features.py does); the
+step-time ratio is taken from the best times (the medians' ratio beside it).
 """
 import argparse
 import os
 import tempfile
 import time
 
+import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -43,7 +49,8 @@ def matmul_peak(device, n=2048, reps=10):
     return 2 * n ** 3 / best
 
 
-def bench_model(config_path, args, device):
+def build_step(config_path, args, device):
+    """``(name, step, flops per step, params)`` of one model: ``step()`` runs one SGD training step."""
     cfg = load_config(config_path)
     cls = load_blueprint(cfg["model"]["blueprint"], cfg["model"]["class"])
     model = cls(80, args.num_targets, **cfg["model"]["params"]).to(device).train()
@@ -59,18 +66,25 @@ def bench_model(config_path, args, device):
 
     with FlopCounterMode(display=False) as counter:
         step()
-    flops = counter.get_total_flops()
-    for _ in range(2):
-        step()
-    sync(device)
-    t = time.perf_counter()
-    for _ in range(args.steps):
-        step()
-    sync(device)
-    seconds = (time.perf_counter() - t) / args.steps
-    params = sum(p.numel() for p in model.parameters())
-    return {"name": cfg["model"]["class"] + "/" + str(cfg["model"]["params"].get("pooling", "serialized")),
-            "seconds": seconds, "flops": flops, "params": params}
+    name = cfg["model"]["class"] + "/" + str(cfg["model"]["params"].get("pooling", "serialized"))
+    return name, step, counter.get_total_flops(), sum(p.numel() for p in model.parameters())
+
+
+def time_alternately(steps, args, device):
+    """Seconds per step ``[model][repeat]``: the models take turns, ``args.steps`` steps per turn."""
+    for step in steps:
+        for _ in range(2):
+            step()
+    times = [[] for _ in steps]
+    for _ in range(args.repeats):
+        for k, step in enumerate(steps):
+            sync(device)
+            t = time.perf_counter()
+            for _ in range(args.steps):
+                step()
+            sync(device)
+            times[k].append((time.perf_counter() - t) / args.steps)
+    return times
 
 
 def bench_loader(args):
@@ -90,7 +104,8 @@ def bench_loader(args):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=5, help="timed training steps per model")
+    p.add_argument("--repeats", type=int, default=5, help="alternating timings of each model (>= 5 for the README)")
+    p.add_argument("--steps", type=int, default=1, help="training steps per timing")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--frames", type=int, default=200)
     p.add_argument("--num-targets", type=int, default=5994)
@@ -104,17 +119,19 @@ def main():
     print(f"device {args.device}, torch threads {torch.get_num_threads()}, batch {args.batch} x 80 x {args.frames}")
     peak = matmul_peak(device)
     print(f"reference: float32 matmul peak {peak / 1e9:.1f} GFLOP/s")
-    results = [bench_model("conf/xvector-stats.yaml", args, device),
-               bench_model("conf/serialized-tdnn-xvector.yaml", args, device)]
-    for r in results:
-        achieved = r["flops"] / r["seconds"]
-        print(f"{r['name']:<28} params {r['params'] / 1e6:6.2f} M  {r['seconds'] * 1e3:8.1f} ms/step  "
-              f"{args.batch / r['seconds']:7.1f} samples/s  {r['flops'] / 1e9:7.1f} GFLOP/step  "
+    models = [build_step(path, args, device) for path in ("conf/xvector-stats.yaml", "conf/serialized-tdnn-xvector.yaml")]
+    times = time_alternately([step for _, step, _, _ in models], args, device)
+    print(f"time per step: best (median) of {args.repeats} alternating timings of {args.steps} step(s)")
+    best = [min(t) for t in times]
+    median = [float(np.median(t)) for t in times]
+    for (name, _, flops, params), seconds, mid in zip(models, best, median):
+        achieved = flops / seconds
+        print(f"{name:<28} params {params / 1e6:6.2f} M  {seconds * 1e3:8.1f} ({mid * 1e3:.1f}) ms/step  "
+              f"{args.batch / seconds:7.1f} samples/s  {flops / 1e9:7.1f} GFLOP/step  "
               f"{achieved / 1e9:7.1f} GFLOP/s = {100 * achieved / peak:5.1f} % of matmul peak")
-    ratio = results[1]["seconds"] / results[0]["seconds"]
-    print(f"serialized / stats step time: {ratio:.2f}x (target <= 1.3x)")
+    print(f"serialized / stats step time: {best[1] / best[0]:.2f}x ({median[1] / median[0]:.2f}x) (target <= 1.3x)")
     loader_rate, n_egs = bench_loader(args)
-    step_rate = 1 / max(r["seconds"] for r in results)
+    step_rate = 1 / max(best)
     print(f"egs loader ({args.workers} workers, {n_egs} egs): {loader_rate:.1f} batches/s vs "
           f"{step_rate:.2f} steps/s of the slower model: {loader_rate / step_rate:.1f}x (target >= 5x)")
 
