@@ -28,6 +28,16 @@ def test_softmax_loss():
     assert abs(loss.item() - numpy_ce(ref, t.numpy())) < 1e-10
 
 
+def test_asv_subtools_initialisation():
+    """ASV-subtools: the softmax layer (a TdnnAffine) N(0, 0.01^2) with zero bias; margin weights N(0, 0.01^2)."""
+    torch.manual_seed(3)
+    softmax = SoftmaxLoss(512, 600)
+    assert torch.all(softmax.affine.bias == 0)
+    assert abs(softmax.affine.weight.std().item() - 0.01) < 2e-4 and abs(softmax.affine.weight.mean().item()) < 1e-4
+    margin = MarginSoftmaxLoss(512, 600)
+    assert abs(margin.weight.std().item() - 0.01) < 2e-4 and abs(margin.weight.mean().item()) < 1e-4
+
+
 @pytest.mark.parametrize("method", ["am", "aam"])
 def test_margin_losses_against_formulas(method):
     torch.manual_seed(1)

@@ -22,6 +22,11 @@ CASES = [
     (SERIALIZED, "SerializedXvector", dict(SMALL, channels=[32, 32, 32],
                                            pooling_params=dict(AUTHORS_CONFIG, d_model=32, d_ff=64, att_dim=16,
                                                                out_dim=32, num_layers=3))),
+    (XVECTOR, "Xvector", dict(SMALL, pad=True, pooling="attentive",
+                              pooling_params={"affine_layers": 1, "context": [-1, 0, 1]})),
+    (SERIALIZED, "SerializedXvector", dict(SMALL, channels=[32, 32, 32], pad=True,
+                                           pooling_params=dict(AUTHORS_CONFIG, d_model=32, d_ff=64, att_dim=16,
+                                                               out_dim=32, num_layers=2))),
 ]
 
 
@@ -50,7 +55,13 @@ def test_blueprint_forward_backward_embeddings(path, cls, params):
             # eval mode: one utterance alone (any length) gives the same vector as inside a batch
             alone = model.extract_embedding(x[2:3], position=position)
             assert torch.allclose(alone[0], emb[2], atol=1e-5)
-        assert model.extract_embedding(x[:1, :, :25]).shape[0] == 1
+        # the shortest input: 1 frame with padded TDNN layers, else one more than the contexts consume
+        shortest = model.min_frames()
+        assert shortest == (1 if params.get("pad") else 15) and info["min_frames"] == shortest
+        assert model.extract_embedding(x[:1, :, :shortest]).shape[0] == 1
+        if shortest > 1:
+            with pytest.raises(ValueError, match="shorter"):
+                model.extract_embedding(x[:1, :, :shortest - 1])
         with pytest.raises(ValueError, match="position"):
             model.extract_embedding(x, position="middle")
 

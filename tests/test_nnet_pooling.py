@@ -66,19 +66,46 @@ def test_statistics_pooling_equals_numpy(unbiased):
         assert np.allclose(masked[i, D:], np.sqrt(np.maximum(xn[i, :, :n].var(1, ddof=ddof), 1e-10)), atol=1e-12)
 
 
-def test_attentive_pooling_formula_and_weights():
+def padded_splice_affine(affine, x):
+    """Reference TDNN affine with zero padding: y_t = b + sum_k W_k x_{t + c_k}, x [D, T] -> [out, T]."""
+    t_len = x.shape[1]
+    out = affine.bias[:, None].repeat(1, t_len)
+    for k, c in enumerate(affine.context):
+        shifted = torch.zeros_like(x)
+        lo, hi = max(0, -c), min(t_len, t_len - c)
+        shifted[:, lo:hi] = x[:, lo + c:hi + c]
+        out = out + affine.weight[:, :, k] @ shifted
+    return out
+
+
+@pytest.mark.parametrize("affine_layers,context", [(1, [0]), (2, [0]), (2, [-1, 0, 2])])
+def test_attentive_pooling_formula_and_weights(affine_layers, context):
+    """ASV-subtools' AttentionAlphaComponent: 1 affine (linear score) or 2 (hidden ReLU layer), each
+    zero-padded over `context`; attentive mean and std; padded frames as an utterance's end."""
     torch.manual_seed(1)
-    pool = AttentiveStatisticsPooling(D, hidden_size=8).double()
+    pool = AttentiveStatisticsPooling(D, affine_layers=affine_layers, hidden_size=8, context=context).double()
+    for affine in pool.affines:  # N(0, 0.01) weights and zero biases give near-uniform weights: spread them
+        torch.nn.init.normal_(affine.weight, 0.0, 0.5)
+        torch.nn.init.normal_(affine.bias, 0.0, 0.5)
     x = torch.randn(3, D, 9, dtype=torch.float64)
-    out, alpha = pool(x, return_weights=True)
+    lengths = [9, 6, 2]
+    out, alpha = pool(x, torch.tensor(lengths), return_weights=True)
     assert torch.allclose(alpha.sum(-1), torch.ones(3, dtype=torch.float64))
-    for b in range(3):
-        xt = x[b].T  # [T, D]
-        e = torch.relu(xt @ pool.hidden.weight[:, :, 0].T + pool.hidden.bias) @ pool.score.weight[0, :, 0] + pool.score.bias
-        a = torch.softmax(e, 0)
+    for b, n in enumerate(lengths):
+        h = x[b, :, :n]
+        for index, affine in enumerate(pool.affines):
+            h = padded_splice_affine(affine, h if index == 0 else torch.relu(h))
+        a = torch.softmax(h[0], 0)
+        assert b > 0 or a.max() > 2 / n  # far from uniform: the scores matter
+        xt = x[b, :, :n].T  # [n, D]
         mu = (a[:, None] * xt).sum(0)
         sigma = torch.sqrt((a[:, None] * xt ** 2).sum(0) - mu ** 2)
         assert torch.allclose(out[b, :, 0], torch.cat([mu, sigma]), atol=1e-10)
+        assert torch.allclose(alpha[b, :n], a, atol=1e-12) and torch.all(alpha[b, n:] == 0)
+    no_std = AttentiveStatisticsPooling(D, affine_layers=affine_layers, context=context, stddev=False)
+    assert no_std.get_output_dim() == D and no_std(x.float()).shape == (3, D, 1)
+    with pytest.raises(ValueError, match="affine_layers"):
+        AttentiveStatisticsPooling(D, affine_layers=3)
 
 
 def test_multihead_pooling_formula_and_weights():

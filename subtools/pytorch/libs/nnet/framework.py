@@ -10,7 +10,8 @@ Model interface (what the trainer and the extractor use):
   `get_loss(outputs, targets [B]) -> (loss, logits [B, C])`
   `extract_embedding(x [B, F, T], position="far"|"near") -> [B, E]` (caller sets eval/no_grad)
   `step(epoch_progress)`                       margin warm-up (no-op for softmax)
-  `get_model_info() -> dict`                   class, parameter counts, embedding dims
+  `get_model_info() -> dict`                   class, parameter counts, embedding dims, min_frames
+  `min_frames()`                               shortest input T accepted (1 with padded TDNN layers)
 """
 
 import hashlib
@@ -38,7 +39,8 @@ def load_blueprint(path, class_name):
 class SpeakerEmbeddingModel(torch.nn.Module):
     """Base of the x-vector blueprints: frame stack -> pooling -> segment layers -> loss.
 
-    A subclass builds its layers (`self.loss` must be a loss from `loss.py`) and implements
+    A subclass builds its layers (`self.frames` a `components.TdnnStack`, `self.loss` a loss from
+    `loss.py`) and implements
     `compute(x) -> (outputs [B, D, 1], {"far": [B, E, 1], "near": [B, E', 1]})`; this class turns
     that into the model interface, so the two blueprints share everything but their layers.
     """
@@ -65,6 +67,11 @@ class SpeakerEmbeddingModel(torch.nn.Module):
         """{"far": E, "near": E'} (subclasses know their layer sizes)."""
         raise NotImplementedError
 
+    def min_frames(self):
+        """Shortest input `T` the model accepts: 1 with zero-padded TDNN layers (`pad: true`), else one
+        more than the frames the contexts consume (15 with the x-vector contexts)."""
+        return self.frames.frames_lost + 1
+
     def get_model_info(self):
         total = sum(p.numel() for p in self.parameters())
         in_loss = sum(p.numel() for p in self.loss.parameters())
@@ -74,4 +81,5 @@ class SpeakerEmbeddingModel(torch.nn.Module):
             "num_params_without_loss": total - in_loss,
             "trainable_params": sum(p.numel() for p in self.parameters() if p.requires_grad),
             "embedding_dims": self.embedding_dims(),
+            "min_frames": self.min_frames(),
         }

@@ -28,11 +28,16 @@ def _flatten(x):
 
 
 class SoftmaxLoss(torch.nn.Module):
-    """Cross-entropy over a final linear layer (with bias). logits = W x + b."""
+    """Cross-entropy over a final linear layer (with bias). logits = W x + b.
+
+    Initialised as ASV-subtools' `SoftmaxLoss` (a `TdnnAffine`): W ~ N(0, 0.01^2), b = 0.
+    """
 
     def __init__(self, input_dim, num_targets):
         super().__init__()
         self.affine = torch.nn.Linear(input_dim, num_targets)
+        torch.nn.init.normal_(self.affine.weight, 0.0, 0.01)
+        torch.nn.init.zeros_(self.affine.bias)
 
     def forward(self, x, targets):
         logits = self.affine(_flatten(x))
@@ -50,7 +55,8 @@ class MarginSoftmaxLoss(torch.nn.Module):
       aam: s * cos(theta_y + m) = s * (cos_y cos m - sin_y sin m) while theta_y + m <= pi,
            else s * (cos_y - m sin m) (the standard ArcFace fallback that keeps the target
            logit decreasing in theta; no "easy margin").
-    Other classes: s * cos_j. Loss = cross-entropy of those logits.
+    Other classes: s * cos_j. Loss = cross-entropy of those logits. W ~ N(0, 0.01^2) as
+    ASV-subtools' `MarginSoftmaxLoss`.
 
     Args: input_dim, num_targets, method "am" | "aam", m (margin: cosine for am, radians for aam),
         s (scale), warmup_epochs (0: no warm-up).
@@ -63,7 +69,7 @@ class MarginSoftmaxLoss(torch.nn.Module):
         self.method, self.m_max, self.s, self.warmup_epochs = method, float(m), float(s), float(warmup_epochs)
         self.m = self.m_max
         self.weight = torch.nn.Parameter(torch.empty(num_targets, input_dim))
-        torch.nn.init.xavier_normal_(self.weight)
+        torch.nn.init.normal_(self.weight, 0.0, 0.01)
 
     def step(self, epoch_progress):
         """Set the current margin from the epochs done (float)."""

@@ -27,9 +27,10 @@ journal version: Speech Communication 144, 2022) -- what comes from where:
   feed-forward block (d_ff = 2 d_model): that is the "residual propagation to the next layer";
   there is no frame-level self-attention. `e = sum_l u_l`; their recipe uses d_model 256 (a 1x1
   conv 512 -> 256 after three TDNN layers), 6 layers, dropout 0.1, and e is the embedding.
-  `AUTHORS_CONFIG` below reproduces that module, except: LayerNorm eps 1e-5 (theirs 1e-6), and
-  the last layer's refinement, whose output nobody reads, is not built. Their model puts ReLU +
-  BatchNorm after e (done in serialized-tdnn-xvector.py, not here).
+  `AUTHORS_CONFIG` below reproduces that module (LayerNorm eps 1e-6 as theirs, the std floor 1e-10,
+  PyTorch's default initialisation of every attention layer, as theirs), except that the last
+  layer's refinement, whose output nobody reads, is not built. Their model puts ReLU + BatchNorm
+  after e (done in serialized-tdnn-xvector.py, not here).
 * Our reading (SPEC §6.1, the constructor defaults): H heads per layer with d_k = d_model / H,
   value projection, `u_l` of size 2 d_model, dropout on `u_l`, and a post-norm Transformer
   encoder layer (H-head self-attention + feed-forward) to refine the frames (`refine="encoder"`).
@@ -41,6 +42,8 @@ import math
 
 import torch
 import torch.nn.functional as F
+
+from subtools.pytorch.libs.nnet.components import TdnnAffine
 
 
 def lengths_to_mask(lengths, num_frames, device=None):
@@ -115,30 +118,50 @@ class StatisticsPooling(torch.nn.Module):
 
 
 class AttentiveStatisticsPooling(torch.nn.Module):
-    """Attentive statistics pooling (Okabe, Koshinaka, Shinoda, Interspeech 2018).
+    """Attentive statistics pooling (Okabe, Koshinaka, Shinoda, Interspeech 2018), in ASV-subtools' form.
 
-    e_t = v^T relu(W x_t + b) + k,  alpha = softmax_t(e),  mu = sum_t alpha_t x_t,
-    sigma = sqrt(sum_t alpha_t x_t^2 - mu^2) (floored at eps). ReLU as in ASV-subtools (the
-    paper allows tanh or ReLU).
+    Frame scores from one or two affines (ASV-subtools `AttentionAlphaComponent`, one head, shared
+    weights), each a zero-padded `TdnnAffine` over the frame context `context` ([0]: the frame alone):
+      affine_layers=1: e_t = w^T x_t + b              (a linear score; the authors' baselines,
+                                                       run-xvector.py sets affine_layers 1)
+      affine_layers=2: e_t = v^T relu(W x_t + b) + k  (hidden_size units; Okabe et al., ASV-subtools
+                                                       default)
+    alpha = softmax_t(e), mu = sum_t alpha_t x_t, sigma = sqrt(max(sum_t alpha_t (x_t - mu)^2, eps))
+    (ASV-subtools computes sum_t alpha_t x_t^2 - mu^2: the same value up to rounding); output
+    [mu; sigma], or mu alone without `stddev`. The affines keep `TdnnAffine`'s ASV-subtools
+    initialisation, N(0, 0.01^2) weights and zero biases.
 
-    Args: input_dim D, hidden_size (attention hidden units, ASV-subtools default 64), eps.
-    Shapes: `[B, D, T] -> [B, 2D, 1]`; weights `[B, T]`.
+    Args: input_dim D, affine_layers (1 | 2), hidden_size, context (frame offsets), stddev, eps.
+    Shapes: `[B, D, T] -> [B, 2D (D without stddev), 1]`; weights `[B, T]`.
     """
 
-    def __init__(self, input_dim, hidden_size=64, eps=1.0e-10):
+    def __init__(self, input_dim, affine_layers=2, hidden_size=64, context=(0,), stddev=True, eps=1.0e-10):
         super().__init__()
-        self.input_dim, self.eps = input_dim, eps
-        self.hidden = torch.nn.Conv1d(input_dim, hidden_size, kernel_size=1)
-        self.score = torch.nn.Conv1d(hidden_size, 1, kernel_size=1)
+        if affine_layers not in (1, 2):
+            raise ValueError(f"AttentiveStatisticsPooling: affine_layers must be 1 or 2, got {affine_layers}")
+        self.input_dim, self.stddev, self.eps = input_dim, stddev, eps
+        dims = [input_dim, 1] if affine_layers == 1 else [input_dim, hidden_size, 1]
+        self.affines = torch.nn.ModuleList([TdnnAffine(dims[i], dims[i + 1], context=context, pad=True)
+                                            for i in range(len(dims) - 1)])
 
     def get_output_dim(self):
-        return 2 * self.input_dim
+        return 2 * self.input_dim if self.stddev else self.input_dim
+
+    def scores(self, x, mask=None):
+        """e `[B, T]`. Padded frames are zeroed before every affine, as the zero padding past an
+        utterance's end, so a frame context never reads them."""
+        h = x
+        for index, affine in enumerate(self.affines):
+            if mask is not None:
+                h = h.masked_fill(~mask.unsqueeze(1), 0.0)
+            h = affine(h if index == 0 else F.relu(h))
+        return h.squeeze(1)
 
     def forward(self, x, lengths=None, return_weights=False):
         mask = _check_input(x, self.input_dim, lengths)
-        alpha = _masked_softmax(self.score(F.relu(self.hidden(x))).squeeze(1), mask)  # [B, T]
+        alpha = _masked_softmax(self.scores(x, mask), mask)  # [B, T]
         mean, std = weighted_mean_std(x, alpha.unsqueeze(1), eps=self.eps)
-        out = torch.cat([mean, std], dim=1).unsqueeze(2)
+        out = (torch.cat([mean, std], dim=1) if self.stddev else mean).unsqueeze(2)
         return (out, alpha) if return_weights else out
 
 
@@ -186,13 +209,13 @@ class SerializedAttentionLayer(torch.nn.Module):
     """
 
     def __init__(self, d_model, num_heads, d_ff, dropout, pool_dropout, att_dim, value_proj,
-                 out_dim, stats, pre_norm, refine, eps):
+                 out_dim, stats, pre_norm, refine, eps, layer_norm_eps):
         super().__init__()
         if att_dim % num_heads or d_model % num_heads:
             raise ValueError(f"serialized attention: d_model {d_model} and att_dim {att_dim} must be "
                              f"divisible by num_heads {num_heads}")
         self.num_heads, self.att_dim, self.stats, self.refine, self.eps = num_heads, att_dim, stats, refine, eps
-        self.norm = torch.nn.LayerNorm(d_model) if pre_norm else None
+        self.norm = torch.nn.LayerNorm(d_model, eps=layer_norm_eps) if pre_norm else None
         self.w_q = torch.nn.Linear(2 * d_model, att_dim, bias=False)
         self.w_k = torch.nn.Linear(d_model, att_dim, bias=False)
         self.w_v = torch.nn.Linear(d_model, d_model, bias=False) if value_proj else None
@@ -203,10 +226,10 @@ class SerializedAttentionLayer(torch.nn.Module):
             raise ValueError(f"serialized attention: refine must be encoder|utterance|none, got {refine!r}")
         if refine == "encoder":
             self.encoder = torch.nn.TransformerEncoderLayer(d_model, num_heads, d_ff, dropout,
-                                                            batch_first=True)
+                                                            layer_norm_eps=layer_norm_eps, batch_first=True)
         elif refine == "utterance":
             self.w_p = torch.nn.Linear(d_model, d_model, bias=False)
-            self.ff_norm = torch.nn.LayerNorm(d_model)
+            self.ff_norm = torch.nn.LayerNorm(d_model, eps=layer_norm_eps)
             self.ff = torch.nn.Sequential(torch.nn.Linear(d_model, d_ff), torch.nn.ReLU(),
                                           torch.nn.Linear(d_ff, d_model))
             self.dropout = torch.nn.Dropout(dropout)
@@ -263,13 +286,15 @@ class SerializedMultiHeadAttentionPooling(torch.nn.Module):
         combine: "sum" | "concat"; refine: "encoder" | "utterance" | "none".
         att_dim: query/key size (default d_model); value_proj: project the values (default True);
         out_dim: size of u_l (default 2 d_model); pre_norm: LayerNorm before pooling (default
-        False); pool_dropout: dropout on u_l (default = dropout); eps: std floor.
+        False); pool_dropout: dropout on u_l (default = dropout); eps: std floor;
+        layer_norm_eps: eps of every LayerNorm (PyTorch's 1e-5 by default, the authors' 1e-6 in
+        AUTHORS_CONFIG and the paper configs).
     forward(x, lengths=None, return_weights=False) -> e_L, or (e_L, [alpha_l [B, H, T]] * L).
     """
 
     def __init__(self, in_dim, d_model=512, num_layers=3, num_heads=4, d_ff=2048, dropout=0.1,
                  stats="mean_std", combine="sum", refine="encoder", att_dim=None, value_proj=True,
-                 out_dim=None, pre_norm=False, pool_dropout=None, eps=1.0e-10):
+                 out_dim=None, pre_norm=False, pool_dropout=None, eps=1.0e-10, layer_norm_eps=1.0e-5):
         super().__init__()
         if stats not in ("mean_std", "mean"):
             raise ValueError(f"serialized attention: stats must be mean_std|mean, got {stats!r}")
@@ -283,7 +308,7 @@ class SerializedMultiHeadAttentionPooling(torch.nn.Module):
                                      dropout if pool_dropout is None else pool_dropout,
                                      d_model if att_dim is None else att_dim, value_proj,
                                      self.out_dim, stats, pre_norm,
-                                     refine if index < num_layers - 1 else "none", eps)
+                                     refine if index < num_layers - 1 else "none", eps, layer_norm_eps)
             for index in range(num_layers)])
 
     def get_output_dim(self):
@@ -304,7 +329,7 @@ class SerializedMultiHeadAttentionPooling(torch.nn.Module):
 
 AUTHORS_CONFIG = dict(d_model=256, num_layers=6, num_heads=1, d_ff=512, dropout=0.1, stats="mean_std",
                       combine="sum", refine="utterance", att_dim=128, value_proj=False, out_dim=256,
-                      pre_norm=True, pool_dropout=0.0)
+                      pre_norm=True, pool_dropout=0.0, layer_norm_eps=1.0e-6)
 """`pooling_params` reproducing the authors' released module (their recipe: 6 layers, d_model 256)."""
 
 POOLINGS = {
