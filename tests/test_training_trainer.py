@@ -1,4 +1,6 @@
-"""SimpleTrainer on synthetic speaker features: exact resume, NaN guard, learning, DDP (2 gloo ranks)."""
+"""SimpleTrainer on synthetic speaker features: exact resume, NaN guard, learning, DDP (2 gloo ranks) with
+the multi-process policies (lr scaling, SyncBatchNorm)."""
+import copy
 import os
 import random
 import subprocess
@@ -12,7 +14,9 @@ import yaml
 from subtools.kaldi.fileio import atomic_write
 from subtools.pytorch.launcher.config import resolve
 from subtools.pytorch.libs.egs.egs import ChunkEgs, make_chunk_egs, make_train_loader, make_valid_loader
+from subtools.pytorch.libs.nnet.framework import load_blueprint
 from subtools.pytorch.libs.support.synthetic import make_feature_dir
+from subtools.pytorch.libs.training import distributed
 from subtools.pytorch.libs.training import reporter as reporter_lib
 from subtools.pytorch.libs.training.checkpoint import load_checkpoint, write_model_config
 from subtools.pytorch.libs.training.lr_scheduler import LRSchedulerWrapper
@@ -126,6 +130,39 @@ def tiny_trainer(exp_dir, egs_dir, model, epochs):
                          exp_dir, epochs, report_interval=100, progress_bar=False)
 
 
+def test_sync_batchnorm_conversion_keeps_the_checkpoint_format():
+    """training.sync_bn under DDP on GPU: every BatchNorm becomes a SyncBatchNorm with the same options,
+    parameter and buffer names and values, so a checkpoint loads into the plain model (extraction) and
+    eval outputs agree; without CUDA the model is left as it is."""
+    torch.manual_seed(4)
+    params = {"channels": [16, 16, 16, 16, 24], "embd_dim": 16, "pad": True, "bn_affine": True}
+    plain = load_blueprint("subtools/pytorch/model/xvector.py", "Xvector")(20, 5, **params).eval()
+    for module in plain.modules():
+        if isinstance(module, torch.nn.BatchNorm1d):
+            module.running_mean.uniform_(-1, 1)
+    assert distributed.sync_batchnorm(plain, use_cuda=False) is plain
+    synced = distributed.sync_batchnorm(copy.deepcopy(plain), use_cuda=True)
+    pairs = [(a, b) for a, b in zip(plain.modules(), synced.modules()) if isinstance(a, torch.nn.BatchNorm1d)]
+    assert len(pairs) == 7 and all(type(b) is torch.nn.SyncBatchNorm for _, b in pairs)
+    assert all((a.momentum, a.eps, a.affine) == (b.momentum, b.eps, b.affine) for a, b in pairs)
+    state = synced.state_dict()
+    assert list(state) == list(plain.state_dict())
+    reloaded = load_blueprint("subtools/pytorch/model/xvector.py", "Xvector")(20, 5, **params).eval()
+    reloaded.load_state_dict(state)
+    x = torch.randn(2, 20, 30)
+    with torch.no_grad():
+        assert torch.equal(synced.extract_embedding(x), plain.extract_embedding(x))
+        assert torch.equal(reloaded.extract_embedding(x), plain.extract_embedding(x))
+
+
+def test_scale_lr_multiplies_by_the_process_count():
+    config = {"name": "adamw", "lr": 1.0e-3, "weight_decay": 0.5}
+    assert distributed.scale_lr(config, 4) == {"name": "adamw", "lr": 4.0e-3, "weight_decay": 0.5}
+    assert config["lr"] == 1.0e-3
+    with pytest.raises(ValueError, match="optimizer.lr"):
+        distributed.scale_lr({"name": "adam"}, 2)
+
+
 def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path, egs_dir):
     model = TinyModel(20, NUM_SPKS)
     trainer = tiny_trainer(str(tmp_path), egs_dir, model, epochs=3)
@@ -155,17 +192,25 @@ torch.set_num_threads(1)
 from subtools.pytorch.pipeline.train import train
 model = train(sys.argv[1], 0, "cpu")
 torch.save(model.state_dict(), os.path.join(sys.argv[1], "rank%s.pt" % os.environ["RANK"]))
+norms = sorted({type(m).__name__ for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)})
+print("batchnorm classes:", norms)
 """
 
 
 def test_ddp_two_gloo_ranks_end_identical(tmp_path, egs_dir):
+    """Also ASV-subtools' launcher policies (training.scale_lr, training.sync_bn, both on by default): the
+    lr is doubled for 2 processes; SyncBatchNorm is skipped on CPU (torch runs it on GPU only)."""
     exp = str(tmp_path / "exp")
     make_exp(exp, egs_dir, epochs=1)
     (tmp_path / "worker.py").write_text(DDP_WORKER)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                    str(tmp_path / "worker.py"), exp], check=True, env=env, timeout=1800,  # hang guard only
-                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          str(tmp_path / "worker.py"), exp], check=True, env=env, timeout=1800,  # hang guard only
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert run.stdout.count("batchnorm classes: ['BatchNorm1d']") == 2, run.stdout[-3000:]
+    assert run.stdout.count("training.sync_bn ignored on CPU") == 2
+    group = load_checkpoint(os.path.join(exp, "1.params"))["optimizer"]["param_groups"][0]
+    assert group["initial_lr"] == pytest.approx(2 * 0.05) and group["lr"] == pytest.approx(2 * 0.05 * 0.5)
     w0 = torch.load(os.path.join(exp, "rank0.pt"), weights_only=True)
     w1 = torch.load(os.path.join(exp, "rank1.pt"), weights_only=True)
     for name in w0:

@@ -10,7 +10,11 @@ Reads ``EXP/config/config.yaml`` (the launcher's merged config) and the model re
 
 ``--train-stage``: -1 (default) resumes from the latest ``N.params`` (from scratch if none; nothing to do
 when all epochs are done); 0 starts from scratch; N resumes from ``N.params``. ``training.batch_size`` is
-per process. Under torchrun the backend is NCCL with ``--device cuda`` and gloo otherwise.
+per process. Under torchrun the backend is NCCL with ``--device cuda`` and gloo otherwise, and, as
+ASV-subtools' launcher (``utils.auto_scale_lr``, ``utils.convert_synchronized_batchnorm``):
+``training.scale_lr`` multiplies ``optimizer.lr`` by the number of processes, ``training.sync_bn``
+turns every BatchNorm into ``torch.nn.SyncBatchNorm`` (batch statistics over all processes; GPU only:
+torch's SyncBatchNorm refuses CPU tensors, so on CPU it is skipped with a warning).
 """
 import argparse
 import logging
@@ -50,12 +54,17 @@ def train(exp_dir, train_stage=-1, device_type="cpu"):
     device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
     set_seed(int(opts["seed"]))
     model = build_model(exp_dir)
+    if world_size > 1 and opts.get("sync_bn", True):
+        model = distributed.sync_batchnorm(model, use_cuda)
     if rank == 0:
         info = model.get_model_info()
         logger.info("model: %s", info)
         with atomic_write(os.path.join(exp_dir, "config", "model_info.yaml")) as f:
             yaml.safe_dump(info, f)
-    optimizer = get_optimizer(model.parameters(), config["optimizer"])
+    optimizer_config = config["optimizer"]
+    if world_size > 1 and opts.get("scale_lr", True):
+        optimizer_config = distributed.scale_lr(optimizer_config, world_size)
+    optimizer = get_optimizer(model.parameters(), optimizer_config)
     scheduler = LRSchedulerWrapper(optimizer, config["lr_scheduler"])
     egs_dir = config["egs"]["dir"]
     train_set = ChunkEgs(os.path.join(egs_dir, "train.egs.csv"), specaug=config["egs"].get("specaug"),

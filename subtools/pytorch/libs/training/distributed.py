@@ -1,12 +1,17 @@
 """torch.distributed helpers for runs under ``torchrun`` (NCCL on GPU, gloo on CPU).
 
 Outside torchrun (no ``WORLD_SIZE`` in the environment, or 1) everything is a single process and the
-helpers are no-ops.
+helpers are no-ops. ``scale_lr`` and ``sync_batchnorm`` are ASV-subtools' multi-GPU launcher policies
+(``libs/support/utils.py``: ``auto_scale_lr``, ``convert_synchronized_batchnorm``), applied by
+``pipeline/train.py`` under DDP when ``training.scale_lr`` / ``training.sync_bn`` are true.
 """
+import logging
 import os
 
 import torch
 import torch.distributed as dist
+
+logger = logging.getLogger(__name__)
 
 
 def init_from_env(use_cuda):
@@ -19,6 +24,26 @@ def init_from_env(use_cuda):
             torch.cuda.set_device(local_rank)
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     return rank, world_size, local_rank
+
+
+def scale_lr(optimizer_config, world_size):
+    """Copy of the ``optimizer`` config with ``lr`` multiplied by ``world_size`` (the number of processes)."""
+    if "lr" not in optimizer_config:
+        raise ValueError("training.scale_lr needs optimizer.lr in the config (or set training.scale_lr: false)")
+    scaled = dict(optimizer_config, lr=float(optimizer_config["lr"]) * world_size)
+    logger.info("training.scale_lr: lr %g x %d processes = %g", optimizer_config["lr"], world_size, scaled["lr"])
+    return scaled
+
+
+def sync_batchnorm(model, use_cuda):
+    """``model`` with every BatchNorm replaced by ``torch.nn.SyncBatchNorm`` (training statistics over all
+    processes), same parameter and buffer names, so its checkpoints load into the plain model. GPU only:
+    torch's SyncBatchNorm raises on CPU input in training, so without CUDA the model is returned unchanged
+    (per-process BatchNorm) with a warning."""
+    if not use_cuda:
+        logger.warning("training.sync_bn ignored on CPU: torch's SyncBatchNorm runs on GPU only")
+        return model
+    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
 def is_distributed():
