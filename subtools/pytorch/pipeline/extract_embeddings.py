@@ -39,7 +39,7 @@ from subtools.kaldi.fingerprint import content_hash
 from subtools.kaldi.lock import WAIT_HELP, locked
 from subtools.kaldi.nosil import NosilWorker, nosil_item
 from subtools.pytorch.libs.support.utils import setup_logging
-from subtools.pytorch.libs.training.checkpoint import TRUST_HELP, build_model, load_model, require_checkpoint
+from subtools.pytorch.libs.training.checkpoint import TRUST_HELP, load_model, require_checkpoint
 
 logger = logging.getLogger("extract")
 
@@ -81,7 +81,7 @@ def extract(model_dir, epoch, data_dir, out_dir, nj=1, position="far", max_chunk
     """Extract the embeddings of ``data_dir`` into ``out_dir`` (see module docstring). Returns the list of
     skipped utterance lines."""
     checkpoint = require_checkpoint(model_dir, epoch)
-    build_model(model_dir, trust_blueprint)  # refuses an untrusted blueprint before anything is written
+    load_model(model_dir, epoch, trust_blueprint)  # an untrusted blueprint or a bad checkpoint stops here
     for name in ("feats.scp", "vad.scp"):
         if not os.path.isfile(os.path.join(data_dir, name)):
             raise FileNotFoundError(f"{data_dir}/{name}: missing (make the set's features and VAD first: "

@@ -177,7 +177,7 @@ def load_checkpoint(path):
         raise FileNotFoundError(f"checkpoint {path} does not exist ({_epochs_note(os.path.dirname(path) or '.')})")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as e:
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, ValueError) as e:
         raise ValueError(f"checkpoint {path} is unreadable (truncated, or not written by this toolkit): "
                          f"{str(e).splitlines()[0]} ({_epochs_note(os.path.dirname(path) or '.')})") from None
 
