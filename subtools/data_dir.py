@@ -22,6 +22,7 @@ import sys
 
 import kaldiio
 
+from subtools.cli import run_cli
 from subtools.kaldi import data_dir as dd
 from subtools.kaldi.audio import durations
 from subtools.kaldi.fileio import read_table, text_lines, write_table
@@ -90,19 +91,19 @@ def main(argv=None):
     p.add_argument("dir")
     sub.add_parser("utt2num-frames", parents=[writes], help="write utt2num_frames from feats.scp").add_argument("dir")
     args = parser.parse_args(argv)
-    output = _output_dir(args)
-    try:
-        if output is None:
-            run(args)
-        else:
-            with locked(output, args.wait, f"data dir {output}"):
-                run(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        sys.exit(f"data_dir.py {args.cmd}: error: {e}")
+    run_cli(run, args)
 
 
 def run(args):
-    """Carry out the parsed command."""
+    """Carry out the parsed command, holding the lock of the dir it writes."""
+    output = _output_dir(args)
+    if output is not None:
+        with locked(output, args.wait, f"data dir {output}"):
+            return _run(args)
+    return _run(args)
+
+
+def _run(args):
     if args.cmd == "validate":
         problems = dd.validate_dir(args.dir)
         for line in problems:

@@ -17,6 +17,7 @@ import os
 import sys
 
 from subtools.kaldi.ark_jobs import report_failed, run_jobs
+from subtools.cli import run_cli
 from subtools.kaldi import fingerprint
 from subtools.kaldi.data_dir import DataDir
 from subtools.kaldi.fileio import write_table
@@ -73,10 +74,7 @@ def main(argv=None):
     parser.add_argument("src", help="data dir with feats.scp and vad.scp")
     parser.add_argument("dst", help="output data dir")
     args = parser.parse_args(argv)
-    try:
-        make_nosil(args.src, args.dst, args.nj, args.cmn_window, args.compress, args.wait)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        sys.exit(f"make_nosil.py: error: {e}")
+    run_cli(make_nosil, args.src, args.dst, args.nj, args.cmn_window, args.compress, args.wait)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import argparse
 
 import numpy as np
 
+from subtools.cli import run_cli
 from subtools.kaldi.fileio import read_table
 from subtools.score.vectors import group_sums
 
@@ -91,4 +92,4 @@ def _cli():
 
 
 if __name__ == "__main__":
-    _cli()
+    run_cli(_cli)

@@ -48,6 +48,7 @@ import math
 
 import numpy as np
 
+from subtools.cli import run_cli
 from subtools.kaldi.fileio import atomic_write, read_table
 from subtools.score.vectors import group_sums, pair_dot
 
@@ -332,4 +333,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

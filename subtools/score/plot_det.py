@@ -11,6 +11,7 @@ leaves them out).
 """
 import argparse
 
+from subtools.cli import run_cli
 from subtools.score.metrics import compute_all, format_line, labelled_scores, plot_det
 from subtools.score.trials import read_scores, read_trials
 
@@ -43,4 +44,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

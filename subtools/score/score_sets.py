@@ -49,6 +49,7 @@ import argparse
 import json
 import os
 
+from subtools.cli import run_cli
 from subtools.kaldi.data_dir import read_spk2utt
 from subtools.kaldi.fileio import atomic_write, read_table
 from subtools.kaldi.fingerprint import scp_fingerprint
@@ -285,4 +286,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

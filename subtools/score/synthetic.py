@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from subtools.cli import run_cli
 from subtools.kaldi.data_dir import utt2spk_to_spk2utt, write_spk2utt
 from subtools.kaldi.fileio import write_lines, write_table
 from subtools.score.vectors import VectorSet, save_vectors
@@ -96,4 +97,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import kaldiio
 import numpy as np
 
+from subtools.cli import run_cli
 from subtools.kaldi.data_dir import read_spk2utt
 from subtools.kaldi.fileio import atomic_write, read_table, write_table
 
@@ -236,4 +237,4 @@ def _cli():
 
 
 if __name__ == "__main__":
-    _cli()
+    run_cli(_cli)

@@ -13,7 +13,7 @@ from subtools.kaldi.data_dir import DataDir
 from subtools.kaldi.fileio import write_lines
 
 
-class PrepError(Exception):
+class PrepError(ValueError):
     """Bad or missing corpus input; the message names the file or directory."""
 
 
@@ -61,11 +61,3 @@ def remove_trials(data_path, name):
 
 def warn(message):
     print(f"WARNING: {message}", file=sys.stderr)
-
-
-def run(main):
-    """Run a script's main(), turning PrepError/ValueError into a one-line error and exit 1."""
-    try:
-        main()
-    except (PrepError, ValueError, FileNotFoundError) as err:
-        sys.exit(f"{os.path.basename(sys.argv[0])}: error: {err}")

@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import soundfile
 
+from subtools.cli import run_cli
 from subtools.kaldi.data_dir import DataDir
 from subtools.kaldi.fileio import write_lines
 from subtools.kaldi.trials import read_trials
@@ -126,4 +127,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -12,7 +12,8 @@ reported. Noise and speech: every wav file.
 import argparse
 import os
 
-from recipe.voxceleb.local.common import PrepError, find_audio, require_dir, run, warn, write_dir
+from recipe.voxceleb.local.common import PrepError, find_audio, require_dir, warn, write_dir
+from subtools.cli import run_cli
 
 PARTS = ("music", "noise", "speech")
 
@@ -80,4 +81,4 @@ def main():
 
 
 if __name__ == "__main__":
-    run(main)
+    run_cli(main)

@@ -11,7 +11,8 @@ stops the script naming the list line.
 import argparse
 import os
 
-from recipe.voxceleb.local.common import PrepError, require_dir, require_file, run, write_dir
+from recipe.voxceleb.local.common import PrepError, require_dir, require_file, write_dir
+from subtools.cli import run_cli
 
 SIMULATED = ("smallroom", "mediumroom")
 
@@ -67,4 +68,4 @@ def main():
 
 
 if __name__ == "__main__":
-    run(main)
+    run_cli(main)

@@ -14,7 +14,8 @@ or file outside the enroll/test lists stops the script, naming the file (and lin
 import argparse
 import os
 
-from recipe.voxceleb.local.common import PrepError, require_dir, require_file, run, write_dir, write_trials
+from recipe.voxceleb.local.common import PrepError, require_dir, require_file, write_dir, write_trials
+from subtools.cli import run_cli
 from subtools.kaldi import trials as trials_lib
 
 SUBSETS = ("dev", "eval")
@@ -78,4 +79,4 @@ def main():
 
 
 if __name__ == "__main__":
-    run(main)
+    run_cli(main)

@@ -21,8 +21,9 @@ import argparse
 import csv
 import os
 
-from recipe.voxceleb.local.common import (PrepError, find_audio, remove_trials, require_dir, run, warn,
+from recipe.voxceleb.local.common import (PrepError, find_audio, remove_trials, require_dir, warn,
                                           write_dir, write_trials)
+from subtools.cli import run_cli
 from subtools.kaldi import trials as trials_lib
 
 WAV_ROOTS = ("wav", "vox1_dev_wav/wav", "vox1_test_wav/wav")
@@ -152,4 +153,4 @@ def main():
 
 
 if __name__ == "__main__":
-    run(main)
+    run_cli(main)

@@ -15,7 +15,8 @@ import os
 import shlex
 import shutil
 
-from recipe.voxceleb.local.common import PrepError, find_audio, require_dir, run, warn, write_dir
+from recipe.voxceleb.local.common import PrepError, find_audio, require_dir, warn, write_dir
+from subtools.cli import run_cli
 from subtools.kaldi import convert_audio
 from subtools.kaldi.fileio import write_lines
 from subtools.kaldi.trials import vox1_utt_id
@@ -75,4 +76,4 @@ def main():
 
 
 if __name__ == "__main__":
-    run(main)
+    run_cli(main)

@@ -6,6 +6,7 @@ Usage: ``python3 recipe/voxceleb/local/summarize.py DIR...`` (missing dirs are s
 import argparse
 import os
 
+from subtools.cli import run_cli
 from subtools.kaldi import trials as trials_lib
 from subtools.kaldi.data_dir import TRIALS_DIR, DataDir
 
@@ -44,4 +45,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -44,6 +44,7 @@ import sys
 import yaml
 
 from subtools import REPO_ROOT
+from subtools.cli import run_cli
 from subtools.kaldi import fingerprint
 from subtools.kaldi.fileio import atomic_write
 from subtools.kaldi.lock import WAIT_HELP, locked
@@ -291,10 +292,4 @@ def run(args):
 def main(argv=None, default_config=None, description=None):
     args = parse_args(argv, default_config, description)
     setup_logging()
-    try:
-        return run(args)
-    except subprocess.CalledProcessError as e:
-        sys.exit(f"launcher: error: {' '.join(map(str, e.cmd))} failed with exit code {e.returncode} "
-                 "(its messages are above)")
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        sys.exit(f"launcher: error: {e}")
+    return run_cli(run, args)

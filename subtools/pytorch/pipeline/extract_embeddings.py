@@ -32,6 +32,7 @@ import sys
 import numpy as np
 import torch
 
+from subtools.cli import run_cli
 from subtools.kaldi.ark_jobs import run_jobs
 from subtools.kaldi.data_dir import utt2spk_to_spk2utt, write_spk2utt
 from subtools.kaldi.fileio import read_table, write_lines, write_table
@@ -147,12 +148,9 @@ def main(argv=None):
     p.add_argument("out_dir")
     args = p.parse_args(argv)
     setup_logging()
-    try:
-        extract(args.model_dir, args.epoch, args.data_dir, args.out_dir, args.nj, args.position,
-                args.max_chunk_frames, args.min_frames, args.cmn_window, args.device, args.force, args.wait,
-                args.trust_blueprint)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        sys.exit(f"extract_embeddings.py: error: {e}")
+    run_cli(extract, args.model_dir, args.epoch, args.data_dir, args.out_dir, args.nj, args.position,
+            args.max_chunk_frames, args.min_frames, args.cmn_window, args.device, args.force, args.wait,
+            args.trust_blueprint)
 
 
 if __name__ == "__main__":

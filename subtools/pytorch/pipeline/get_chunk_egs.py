@@ -10,6 +10,7 @@ of EGS_DIR (another run on it: stop, or --wait).
 import argparse
 import sys
 
+from subtools.cli import run_cli
 from subtools.kaldi.lock import WAIT_HELP, locked
 from subtools.pytorch.libs.egs.egs import make_chunk_egs
 from subtools.pytorch.libs.support.utils import setup_logging
@@ -31,12 +32,14 @@ def main(argv=None):
     p.add_argument("egs_dir")
     args = p.parse_args(argv)
     setup_logging()
-    try:
-        with locked(args.egs_dir, args.wait, f"egs dir {args.egs_dir}"):
-            make_chunk_egs(args.data_dir, args.egs_dir, args.chunk_size, args.overlap, args.scale, args.valid_spks,
-                           args.valid_chunks_per_utt, args.seed, args.drop_last, args.chunk_num)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        sys.exit(f"get_chunk_egs.py: error: {e}")
+    run_cli(run, args)
+
+
+def run(args):
+    """Make the egs, holding the lock of EGS_DIR."""
+    with locked(args.egs_dir, args.wait, f"egs dir {args.egs_dir}"):
+        make_chunk_egs(args.data_dir, args.egs_dir, args.chunk_size, args.overlap, args.scale, args.valid_spks,
+                       args.valid_chunks_per_utt, args.seed, args.drop_last, args.chunk_num)
 
 
 if __name__ == "__main__":

@@ -24,11 +24,13 @@ import sys
 import torch
 import yaml
 
+from subtools.cli import run_cli
 from subtools.kaldi.fileio import atomic_write
 from subtools.pytorch.libs.egs.egs import ChunkEgs, make_train_loader, make_valid_loader
 from subtools.pytorch.libs.support.utils import set_seed, setup_logging
 from subtools.pytorch.libs.training import distributed
-from subtools.pytorch.libs.training.checkpoint import build_model, latest_epoch
+from subtools.pytorch.libs.training.checkpoint import (PENDING_CONFIG, TRUST_HELP, build_model, latest_epoch,
+                                                       promote_pending_run)
 from subtools.pytorch.libs.training.lr_scheduler import LRSchedulerWrapper
 from subtools.pytorch.libs.training.optim import get_optimizer
 from subtools.pytorch.libs.training.trainer import SimpleTrainer
@@ -36,16 +38,18 @@ from subtools.pytorch.libs.training.trainer import SimpleTrainer
 logger = logging.getLogger("train")
 
 
-def train(exp_dir, train_stage=-1, device_type="cpu"):
+def train(exp_dir, train_stage=-1, device_type="cpu", pending=False, trust_blueprint=False):
     """Run (or resume) the training of ``exp_dir``; returns the trained model (None if all epochs were
-    already done)."""
-    with open(os.path.join(exp_dir, "config", "config.yaml")) as f:
+    already done). ``pending``: a retraining from scratch over an old run, whose record the launcher wrote
+    to ``EXP/config.new``; the old run is moved aside just before the first checkpoint is saved."""
+    config_dir = os.path.join(exp_dir, PENDING_CONFIG if pending else "config")
+    with open(os.path.join(config_dir, "config.yaml")) as f:
         config = yaml.safe_load(f)
     opts = config["training"]
     use_cuda = device_type == "cuda"
     if use_cuda and not torch.cuda.is_available():
         raise RuntimeError("--device cuda requested but torch.cuda.is_available() is False")
-    start = latest_epoch(exp_dir) if train_stage < 0 else train_stage
+    start = 0 if pending else (latest_epoch(exp_dir) if train_stage < 0 else train_stage)
     if start >= opts["epochs"]:
         logger.info("%s: %d of %d epochs already trained, nothing to do", exp_dir, start, opts["epochs"])
         return None
@@ -53,13 +57,13 @@ def train(exp_dir, train_stage=-1, device_type="cpu"):
     rank, world_size, local_rank = distributed.init_from_env(use_cuda)
     device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
     set_seed(int(opts["seed"]))
-    model = build_model(exp_dir)
+    model = build_model(exp_dir, trust_blueprint, config_dir)
     if world_size > 1 and opts.get("sync_bn", True):
         model = distributed.sync_batchnorm(model, use_cuda)
     if rank == 0:
         info = model.get_model_info()
         logger.info("model: %s", info)
-        with atomic_write(os.path.join(exp_dir, "config", "model_info.yaml")) as f:
+        with atomic_write(os.path.join(config_dir, "model_info.yaml")) as f:
             yaml.safe_dump(info, f)
     optimizer_config = config["optimizer"]
     if world_size > 1 and opts.get("scale_lr", True):
@@ -82,7 +86,7 @@ def train(exp_dir, train_stage=-1, device_type="cpu"):
         logger.info("resuming %s from %d.params", exp_dir, start)
         trainer.load(start)
     try:
-        trainer.run(start)
+        trainer.run(start, before_first_save=(lambda: promote_pending_run(exp_dir)) if pending else None)
     finally:
         distributed.cleanup()
     return trainer.core
@@ -94,10 +98,13 @@ def main(argv=None):
     parser.add_argument("--train-stage", type=int, default=-1,
                         help="-1: resume from the latest checkpoint; 0: from scratch; N: from N.params")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--pending", action="store_true",
+                        help="retrain from scratch with the record in EXP/config.new (written by the launcher)")
+    parser.add_argument("--trust-blueprint", action="store_true", help=TRUST_HELP)
     args = parser.parse_args(argv)
     setup_logging()
-    train(args.exp_dir, args.train_stage, args.device)
+    train(args.exp_dir, args.train_stage, args.device, args.pending, args.trust_blueprint)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))
