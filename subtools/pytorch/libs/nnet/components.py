@@ -87,12 +87,14 @@ class TdnnAffine(torch.nn.Module):
         if x.shape[2] < (1 if self.pad else self.span):
             raise ValueError(f"TdnnAffine: {x.shape[2]} frames is shorter than the context "
                              f"{self.context} ({self.span} frames; pad=True accepts any length)")
-        if self.pad and (self.context[0] or self.context[-1]):
-            # Negative amounts crop: a context right of frame 0 (c_1 > 0) drops the first c_1 frames.
-            x = F.pad(x, (-self.context[0], self.context[-1]))
+        left, right = (-self.context[0], self.context[-1]) if self.pad else (0, 0)
+        if left == right:  # symmetric (every x-vector context): conv1d pads without a copy of x
+            padding = left
+        else:  # a negative amount crops: a context right of frame 0 (c_1 > 0) drops the first c_1 frames
+            x, padding = F.pad(x, (left, right)), 0
         if self.dilation is not None:
-            return F.conv1d(x, self.weight, self.bias, stride=self.stride, dilation=self.dilation)
-        return F.conv1d(x, self.masked_kernel(), self.bias, stride=self.stride)
+            return F.conv1d(x, self.weight, self.bias, stride=self.stride, padding=padding, dilation=self.dilation)
+        return F.conv1d(x, self.masked_kernel(), self.bias, stride=self.stride, padding=padding)
 
     def extra_repr(self):
         return (f"{self.input_dim}, {self.output_dim}, context={self.context}, stride={self.stride}, "
