@@ -97,7 +97,8 @@ def test_extract_cli_matches_direct_model_call(experiment):
     for utt, vec in got.items():
         x = sliding_cmn(kaldiio.load_mat(feats[utt]), window=300)[kaldiio.load_mat(vads[utt]) > 0.5]
         longest = max(longest, len(x))
-        pieces = np.array_split(x, math.ceil(len(x) / MAX_CHUNK))
+        n = math.ceil(len(x) / MAX_CHUNK)                      # ASV-subtools: n-1 chunks of T // n, rest last
+        pieces = [x[k * (len(x) // n):(k + 1) * (len(x) // n)] for k in range(n - 1)] + [x[(n - 1) * (len(x) // n):]]
         with torch.no_grad():
             embs = [model.extract_embedding(torch.from_numpy(p.T.copy())[None], "far")[0].numpy() for p in pieces]
         expected = sum(len(p) * e for p, e in zip(pieces, embs)) / len(x)

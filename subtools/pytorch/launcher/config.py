@@ -44,7 +44,7 @@ DEFAULTS = {
     "training": {"epochs": 6, "batch_size": 128, "num_workers": 2, "prefetch_factor": 2,
                  "report_interval": 100, "clip_grad_norm": 10.0, "seed": 1024, "amp": None,
                  "progress_bar": True, "scale_lr": True, "sync_bn": True},
-    "extract": {"position": "far", "epochs": None, "nj": 4, "max_chunk_frames": 10000, "min_frames": 25},
+    "extract": {"position": "far", "epochs": None, "nj": 4, "max_chunk_frames": 10000, "min_frames": 1},
     "backend": {},
     "test_sets": [],
 }

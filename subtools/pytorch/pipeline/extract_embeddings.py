@@ -6,9 +6,11 @@
 
 Per utterance of ``DATA/feats.scp`` (needs ``DATA/vad.scp``): Kaldi sliding CMN (window
 ``--cmn-window``, centred), keep the voiced frames, then the model's ``extract_embedding`` on the whole
-utterance. Utterances longer than ``--max-chunk-frames`` are cut into ``ceil(T / max)`` near-equal
-chunks whose embeddings are averaged weighted by their frame counts; utterances shorter than
-``--min-frames`` (the network's context) are repeated cyclically up to that length.
+utterance. Utterances longer than ``--max-chunk-frames`` are cut as ASV-subtools' extractor does:
+n = ceil(T / max) chunks, the first n-1 of floor(T / n) frames and the rest in the last, whose embeddings
+are averaged weighted by their frame counts. Utterances shorter than ``max(--min-frames, the model's
+min_frames())`` are repeated cyclically up to that length (a zero-padded model takes any length; an
+unpadded one needs more frames than its contexts consume).
 Policy for bad input: an utterance with 0 voiced frames, a VAD of another length, or no vad.scp
 entry, is skipped and listed in ``OUTDIR/skipped`` ("utt reason"); a missing or unreadable feature
 matrix fails its job (the command stops; a rerun redoes only that job).
@@ -45,18 +47,21 @@ from subtools.pytorch.libs.training.checkpoint import TRUST_HELP, load_model, re
 logger = logging.getLogger("extract")
 
 
-def embed_utterance(model, feats, max_chunk_frames=10000, min_frames=25, position="far", device="cpu"):
+def embed_utterance(model, feats, max_chunk_frames=10000, min_frames=1, position="far", device="cpu"):
     """Embedding ``[E]`` (float32 numpy) of one utterance ``feats: [T, F]`` (already CMN'd, voiced)."""
+    min_frames = max(min_frames, model.min_frames())
     num_frames = feats.shape[0]
     if num_frames < min_frames:
         feats = feats[np.arange(min_frames) % num_frames]
         num_frames = min_frames
-    pieces = np.array_split(np.arange(num_frames), math.ceil(num_frames / max_chunk_frames))
+    pieces = math.ceil(num_frames / max_chunk_frames)
+    size = num_frames // pieces
+    bounds = [k * size for k in range(pieces)] + [num_frames]
     total = 0.0
     with torch.no_grad():
-        for idx in pieces:
-            x = torch.from_numpy(np.ascontiguousarray(feats[idx[0]:idx[-1] + 1].T))[None].to(device)
-            total = total + len(idx) * model.extract_embedding(x, position=position)[0].double().cpu()
+        for start, end in zip(bounds, bounds[1:]):
+            x = torch.from_numpy(np.ascontiguousarray(feats[start:end].T))[None].to(device)
+            total = total + (end - start) * model.extract_embedding(x, position=position)[0].double().cpu()
     return (total / num_frames).float().numpy()
 
 
@@ -77,7 +82,7 @@ class EmbeddingWorker:
         return embed_utterance(self.model, voiced.astype(np.float32), **self.options)
 
 
-def extract(model_dir, epoch, data_dir, out_dir, nj=1, position="far", max_chunk_frames=10000, min_frames=25,
+def extract(model_dir, epoch, data_dir, out_dir, nj=1, position="far", max_chunk_frames=10000, min_frames=1,
             cmn_window=300, device="cpu", force=False, wait=False, trust_blueprint=False):
     """Extract the embeddings of ``data_dir`` into ``out_dir`` (see module docstring). Returns the list of
     skipped utterance lines."""
@@ -138,7 +143,8 @@ def main(argv=None):
     p.add_argument("--nj", type=int, default=1, help="parallel jobs")
     p.add_argument("--position", choices=["far", "near"], default="far")
     p.add_argument("--max-chunk-frames", type=int, default=10000)
-    p.add_argument("--min-frames", type=int, default=25)
+    p.add_argument("--min-frames", type=int, default=1,
+                   help="repeat shorter utterances up to this length (at least the model's own minimum)")
     p.add_argument("--cmn-window", type=int, default=300)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--force", action="store_true", help="redo every job even if it is complete")
