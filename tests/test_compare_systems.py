@@ -147,6 +147,8 @@ def test_summarize_results_columns_and_baseline(trials_file, tmp_path):
     assert len(warnings) == 2 and "first difference: spk11-u3 spk11-u4" in warnings[0]
     with pytest.raises(ValueError, match="--baseline xvector is none of the systems"):
         summarize_results.summarize(exps, ["plda"], "xvector")
+    with pytest.raises(ValueError, match="two systems share the directory name stats"):
+        summarize_results.summarize(exps + [exps[1] + "/"], ["plda"])
 
 
 def test_summarize_seeds_means_and_pooled_comparison(trials_file, tmp_path):

@@ -100,9 +100,18 @@ def comparison_cells(diff, base_draws, draws):
     return [f"{diff:+.2f}", format_interval(lo, hi, 2), f"{p_better:.3f}"]
 
 
+def system_names(dirs):
+    """The directory names of ``dirs`` (the systems' names in the tables), which must differ."""
+    names = [system_name(d) for d in dirs]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"two systems share the directory name {twice[0]}")
+    return names
+
+
 def summarize(exps, backends, baseline=None, n_draws=1000, log=print):
     """``(header, rows, curves)``: the table's rows in EXP, back-end, test set order, and the DET inputs."""
-    names = [system_name(exp) for exp in exps]
+    names = system_names(exps)
     if baseline is not None and baseline not in names:
         raise ValueError(f"--baseline {baseline} is none of the systems ({', '.join(names)})")
     lists = [score_lists(exp, backends) for exp in exps]

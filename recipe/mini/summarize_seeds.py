@@ -21,7 +21,7 @@ import re
 
 import numpy as np
 
-from recipe.mini.summarize_results import joint_draws, same_trials, score_lists, system_name
+from recipe.mini.summarize_results import joint_draws, same_trials, score_lists, system_names
 from subtools.kaldi.fileio import atomic_write
 from subtools.score.bootstrap import FORMATS, METRICS, format_interval, interval, paired_difference, pool_seeds
 from subtools.score.compute_metrics import scored_trials
@@ -50,7 +50,7 @@ def mean_sd(values, digits):
 
 def summarize(system_dirs, backends, baseline=None, n_draws=1000, log=print):
     """``(header, rows)`` of the seeds table (systems in the given order, then back-end, test set)."""
-    names = [system_name(d) for d in system_dirs]
+    names = system_names(system_dirs)
     if baseline is not None and baseline not in names:
         raise ValueError(f"--baseline {baseline} is none of the systems ({', '.join(names)})")
     seeds = [seed_dirs(d) for d in system_dirs]
