@@ -25,6 +25,7 @@ import time
 
 import yaml
 
+from subtools.cli import run_cli
 from subtools.kaldi.fileio import atomic_write
 from subtools.score.bootstrap import (bootstrap_metrics, format_interval, interval_cells, paired_difference,
                                       resampling_units, system_draws)
@@ -177,4 +178,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -22,6 +22,7 @@ import re
 import numpy as np
 
 from recipe.mini.summarize_results import joint_draws, same_trials, score_lists, system_names
+from subtools.cli import run_cli
 from subtools.kaldi.fileio import atomic_write
 from subtools.score.bootstrap import FORMATS, METRICS, format_interval, interval, paired_difference, pool_seeds
 from subtools.score.compute_metrics import scored_trials
@@ -118,4 +119,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

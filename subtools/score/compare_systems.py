@@ -15,6 +15,7 @@ lower (better) than A's.
 import argparse
 import sys
 
+from subtools.cli import run_cli
 from subtools.score.bootstrap import FORMATS, bootstrap_metrics, format_interval, interval, paired_difference
 from subtools.score.compute_metrics import add_ci_options, ci_units, scored_trials
 from subtools.score.gather_results import format_table
@@ -65,4 +66,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -19,6 +19,7 @@ the enroll key up to its first '-') or single trials (``--ci-by trial``), seeded
 import argparse
 import sys
 
+from subtools.cli import run_cli
 from subtools.kaldi.fileio import read_table
 from subtools.score.bootstrap import bootstrap_metrics, format_ci_line, resampling_units, system_draws
 from subtools.score.metrics import compute_all, format_line, labelled_scores, plot_det
@@ -83,4 +84,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

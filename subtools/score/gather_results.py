@@ -28,6 +28,7 @@ import sys
 
 import yaml
 
+from subtools.cli import run_cli
 from subtools.kaldi.fileio import atomic_write
 from subtools.score.bootstrap import bootstrap_metrics, interval_cells, resampling_units, system_draws
 from subtools.score.metrics import compute_all, plot_det
@@ -171,4 +172,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -31,7 +31,7 @@ import numpy as np
 
 from subtools.cli import run_cli
 from subtools.kaldi.data_dir import read_spk2utt
-from subtools.kaldi.fileio import atomic_write, read_table, write_table
+from subtools.kaldi.fileio import atomic_write, write_table
 
 
 @dataclass
