@@ -7,13 +7,18 @@ Writes ``DATA/data/vad_<set>.<job>.ark/.scp`` and ``DATA/vad.scp``: per utteranc
 ``[T]`` of 0/1 (1 = voiced), T = the utterance's feature frames.
 
 Where the log-energy comes from (``DATA/conf/feat_type`` and ``feats.conf``, written by
-make_features.py): when the features carry it (MFCC with use-energy, Kaldi's default; fbank with
-use-energy) it is read from feats.scp (column 0, or the last one with htk-compat), as Kaldi does.
+make_features.py): when the features carry it (MFCC with use-energy, Kaldi's default, also the MFCC
+part of mfcc_pitch; fbank with use-energy) it is read from feats.scp (column 0, or the last MFCC
+column with htk-compat), as Kaldi does.
 Otherwise (our 80-dim fbank) it is computed from the audio in wav.scp: Kaldi's raw log-energy
 (= MFCC C0) with the features' framing, so T matches utt2num_frames (checked).
 Utterances whose features/audio fail are skipped and listed in ``DATA/log/compute_vad.failed``;
 utterances with no voiced frame are kept and listed in ``DATA/log/vad.zero_voiced`` (make_nosil.py
 skips them).
+
+The VAD conf is read and checked before anything runs: an unknown option or a value Kaldi asserts on
+(``--vad-proportion-threshold`` outside (0, 1), negative ``--vad-frames-context`` or
+``--vad-energy-mean-scale``) stops the command with ``file:line``. ``--check-conf`` does only that.
 """
 import argparse
 import os
@@ -24,7 +29,7 @@ import kaldiio
 from subtools.kaldi.ark_jobs import report_failed, report_items, run_jobs
 from subtools.kaldi.audio import read_audio
 from subtools.kaldi.data_dir import read_sorted_table
-from subtools.kaldi.features import FeatureExtractor
+from subtools.kaldi.features import FEATURE_TYPES, FeatureExtractor
 from subtools.kaldi.fileio import read_table, write_lines, write_table
 from subtools.kaldi.lock import WAIT_HELP, locked
 from subtools.kaldi.vad import compute_vad, read_vad_conf
@@ -87,19 +92,30 @@ def energy_source(data, extractor, source):
 def run_compute_vad(data, vad_conf, nj=1, fix_context=False, source="auto", feat_type=None, feat_conf=None,
                     wait=False):
     """Library entry point of the CLI; returns (vad scp dict, failed dict, zero-voiced list). Holds the
-    lock of ``data`` (``wait``: wait for another run holding it instead of stopping)."""
-    with locked(data, wait, f"data dir {data}"):
-        return _compute_vad(data, vad_conf, nj, fix_context, source, feat_type, feat_conf)
-
-
-def _compute_vad(data, vad_conf, nj, fix_context, source, feat_type, feat_conf):
+    lock of ``data`` (``wait``: wait for another run holding it instead of stopping). The VAD conf is read
+    and checked first (ValueError naming file:line)."""
     vad_opts = read_vad_conf(vad_conf)
-    vad_opts["fix_context"] = fix_context
+    with locked(data, wait, f"data dir {data}"):
+        return _compute_vad(data, vad_opts, nj, fix_context, source, feat_type, feat_conf)
+
+
+def data_extractor(data, feat_type=None, feat_conf=None):
+    """The FeatureExtractor that made DATA's features: DATA/conf/feat_type and feats.conf (mfcc_pitch:
+    also DATA/conf/pitch.conf and pitch_postprocess.conf), each overridable."""
     conf_dir = os.path.join(data, "conf")
     if feat_type is None:
         with open(os.path.join(conf_dir, "feat_type")) as f:
             feat_type = f.read().strip()
-    extractor = FeatureExtractor.from_conf(feat_type, feat_conf or os.path.join(conf_dir, "feats.conf"))
+    pitch_confs = [None, None]
+    if feat_type == "mfcc_pitch":
+        pitch_confs = [path if os.path.isfile(path) else None
+                       for path in (os.path.join(conf_dir, n) for n in ("pitch.conf", "pitch_postprocess.conf"))]
+    return FeatureExtractor.from_conf(feat_type, feat_conf or os.path.join(conf_dir, "feats.conf"), *pitch_confs)
+
+
+def _compute_vad(data, vad_opts, nj, fix_context, source, feat_type, feat_conf):
+    vad_opts = dict(vad_opts, fix_context=fix_context)
+    extractor = data_extractor(data, feat_type, feat_conf)
     items, energy, what = energy_source(data, extractor, source)
     print(f"compute_vad: {data}: energy = {what}", file=sys.stderr)
     name = f"vad_{os.path.basename(os.path.normpath(data))}"
@@ -135,12 +151,18 @@ def main(argv=None):
                         help="test the energy of each context frame (Kaldi's loop tests the centre frame only)")
     parser.add_argument("--source", choices=["auto", "feats", "audio"], default="auto",
                         help="where the log-energy comes from (see above)")
-    parser.add_argument("--feat-type", choices=["fbank", "mfcc"], help="override DATA/conf/feat_type")
+    parser.add_argument("--feat-type", choices=FEATURE_TYPES, help="override DATA/conf/feat_type")
     parser.add_argument("--feat-conf", help="override DATA/conf/feats.conf (framing for --source audio)")
-    parser.add_argument("data", help="data dir with feats.scp (and wav.scp for --source audio)")
+    parser.add_argument("--check-conf", action="store_true", help="only read and check --conf, then exit")
+    parser.add_argument("data", nargs="?", help="data dir with feats.scp (and wav.scp for --source audio)")
     parser.add_argument("--wait", action="store_true", help=WAIT_HELP)
     args = parser.parse_args(argv)
+    if args.data is None and not args.check_conf:
+        parser.error("the data dir is required")
     try:
+        if args.check_conf:
+            read_vad_conf(args.conf)
+            return
         run_compute_vad(args.data, args.conf, args.nj, args.fix_context, args.source, args.feat_type, args.feat_conf,
                         args.wait)
     except (ValueError, FileNotFoundError, RuntimeError) as e:

@@ -1,11 +1,22 @@
 #!/usr/bin/env python3
-"""Compute Kaldi fbank/MFCC features of a data dir (Kaldi steps/make_{fbank,mfcc}.sh).
+"""Compute Kaldi fbank/MFCC/MFCC+pitch features of a data dir (Kaldi steps/make_{fbank,mfcc,mfcc_pitch}.sh).
 
     python3 subtools/make_features.py --nj 4 --conf conf/fbank.conf fbank data/train
+    python3 subtools/make_features.py --conf conf/mfcc23.conf --pitch-conf conf/pitch.conf mfcc_pitch data/train
+
+``mfcc_pitch`` takes the confs of make_mfcc_pitch.sh: ``--conf`` (compute-mfcc-feats options),
+``--pitch-conf`` (compute-kaldi-pitch-feats options) and optionally ``--pitch-postprocess-conf``
+(process-kaldi-pitch-feats options; Kaldi's defaults without it).
 
 Reads ``DATA/wav.scp``; writes ``DATA/data/raw_<type>_<set>.<job>.ark/.scp`` per job, then
 ``DATA/conf/feat_type`` + ``DATA/conf/feats.conf`` (the fully resolved options, read by
-compute_vad.py), ``DATA/utt2num_frames`` and, last, ``DATA/feats.scp``.
+compute_vad.py; mfcc_pitch also ``DATA/conf/pitch.conf`` and ``DATA/conf/pitch_postprocess.conf``),
+``DATA/utt2num_frames`` and, last, ``DATA/feats.scp``.
+
+Every option file is read and checked before any job starts: an unknown option, a malformed value or
+a value Kaldi refuses (e.g. ``--num-mel-bins=2``, ``--low-freq`` at or above the resolved high
+frequency, ``--min-f0`` >= ``--max-f0``) stops the command with ``file:line`` and writes nothing.
+``--check-confs`` does only that check.
 
 Bad utterances (missing/corrupt/empty audio, failing pipe, wrong sample rate, multi-channel
 without --channel, shorter than one frame) are skipped: each is listed with its reason in
@@ -19,7 +30,7 @@ import sys
 
 from subtools.kaldi.ark_jobs import report_failed, report_items, run_jobs
 from subtools.kaldi.audio import AudioError, read_audio
-from subtools.kaldi.features import FeatureExtractor
+from subtools.kaldi.features import FEATURE_TYPES, FeatureExtractor
 from subtools.kaldi.data_dir import read_sorted_table
 from subtools.kaldi.fileio import write_lines, write_table
 from subtools.kaldi.lock import WAIT_HELP, locked
@@ -42,21 +53,32 @@ class FeatureWorker:
         return feats
 
 
-def make_features(data, feat_type, conf, nj=1, compress=False, ark_dir=None, wait=False):
+def make_features(data, feat_type, conf, nj=1, compress=False, ark_dir=None, wait=False, pitch_conf=None,
+                  postprocess_conf=None):
     """Library entry point of the CLI; returns {utt: reason} of the skipped utterances. Holds the lock of
-    ``data`` (``wait``: wait for another run holding it instead of stopping)."""
+    ``data`` (``wait``: wait for another run holding it instead of stopping). The option files are read and
+    checked before anything else (ValueError naming file:line)."""
+    extractor = FeatureExtractor.from_conf(feat_type, conf, pitch_conf, postprocess_conf)
     with locked(data, wait, f"data dir {data}"):
-        return _make_features(data, feat_type, conf, nj, compress, ark_dir)
+        return _make_features(data, extractor, nj, compress, ark_dir)
 
 
-def _make_features(data, feat_type, conf, nj, compress, ark_dir):
-    extractor = FeatureExtractor.from_conf(feat_type, conf)
+def conf_lines(options):
+    """A resolved option dict as Kaldi conf lines."""
+    return [f"--{k}={v}" for k, v in sorted(options.items())]
+
+
+def _make_features(data, extractor, nj, compress, ark_dir):
+    feat_type = extractor.feat_type
     wav_scp = read_sorted_table(os.path.join(data, "wav.scp"))
     ark_dir = os.path.abspath(ark_dir or os.path.join(data, "data"))
     name = f"raw_{feat_type}_{os.path.basename(os.path.normpath(data))}"
     feats_scp, utt2num_frames = os.path.join(data, "feats.scp"), os.path.join(data, "utt2num_frames")
     type_file, conf_file = os.path.join(data, "conf", "feat_type"), os.path.join(data, "conf", "feats.conf")
+    pitch_file, postprocess_file = (os.path.join(data, "conf", f) for f in ("pitch.conf", "pitch_postprocess.conf"))
     outputs = [feats_scp, utt2num_frames, type_file, conf_file]
+    if extractor.pitch:
+        outputs += [pitch_file, postprocess_file]
     result = run_jobs(
         list(wav_scp.items()), lambda: FeatureWorker(extractor), ark_dir, name, nj,
         config_stamp=extractor.stamp(), compress=compress, outputs=outputs,
@@ -70,7 +92,14 @@ def _make_features(data, feat_type, conf, nj, compress, ark_dir):
     if not result.scp:
         raise RuntimeError(f"make_features: all {len(wav_scp)} utterances of {data} failed; nothing written")
     write_lines(type_file, [feat_type])
-    write_lines(conf_file, [f"--{k}={v}" for k, v in sorted(extractor.options.items())])
+    write_lines(conf_file, conf_lines(extractor.options))
+    if extractor.pitch:
+        write_lines(pitch_file, conf_lines(extractor.pitch.options))
+        write_lines(postprocess_file, conf_lines(extractor.pitch_postprocess.options))
+    else:  # a former mfcc_pitch run's
+        for path in (pitch_file, postprocess_file):
+            if os.path.exists(path):
+                os.remove(path)
     write_table(utt2num_frames, result.lengths)
     write_table(feats_scp, result.scp)
     print(f"make_features: {len(result.scp)} utterances -> {feats_scp} ({extractor.dim}-dim {feat_type})",
@@ -81,16 +110,30 @@ def _make_features(data, feat_type, conf, nj, compress, ark_dir):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nj", type=int, default=1, help="parallel jobs (processes)")
-    parser.add_argument("--conf", help="Kaldi option file (default conf/<type>.conf)")
+    parser.add_argument("--conf", help="Kaldi option file of compute-{fbank,mfcc}-feats (default conf/<type>.conf; "
+                        "mfcc_pitch: conf/mfcc.conf)")
+    parser.add_argument("--pitch-conf",
+                        help="mfcc_pitch: compute-kaldi-pitch-feats option file (default conf/pitch.conf)")
+    parser.add_argument("--pitch-postprocess-conf",
+                        help="mfcc_pitch: process-kaldi-pitch-feats option file (default: Kaldi's defaults)")
+    parser.add_argument("--check-confs", action="store_true",
+                        help="only read and check the option files, then exit (DATA may be left out)")
     parser.add_argument("--compress", action="store_true", help="Kaldi-compress the arks (copy-feats --compress)")
     parser.add_argument("--ark-dir", help="where the arks go (default DATA/data)")
     parser.add_argument("--wait", action="store_true", help=WAIT_HELP)
-    parser.add_argument("feat_type", choices=["fbank", "mfcc"])
-    parser.add_argument("data", help="Kaldi data dir with wav.scp")
+    parser.add_argument("feat_type", choices=FEATURE_TYPES)
+    parser.add_argument("data", nargs="?", help="Kaldi data dir with wav.scp")
     args = parser.parse_args(argv)
+    if args.data is None and not args.check_confs:
+        parser.error("the data dir is required")
+    conf = args.conf or f"conf/{'mfcc' if args.feat_type == 'mfcc_pitch' else args.feat_type}.conf"
+    pitch_conf = args.pitch_conf or ("conf/pitch.conf" if args.feat_type == "mfcc_pitch" else None)
     try:
-        make_features(args.data, args.feat_type, args.conf or f"conf/{args.feat_type}.conf", args.nj,
-                      args.compress, args.ark_dir, args.wait)
+        if args.check_confs:
+            FeatureExtractor.from_conf(args.feat_type, conf, pitch_conf, args.pitch_postprocess_conf)
+            return
+        make_features(args.data, args.feat_type, conf, args.nj, args.compress, args.ark_dir, args.wait,
+                      pitch_conf, args.pitch_postprocess_conf)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         sys.exit(f"make_features.py: error: {e}")
 

@@ -19,7 +19,10 @@
 #   --aug-factor F      F x N augmented copies (default 1, Kaldi/ASV-subtools)
 #   --vox2-convert wav|flac --vox2-audio-dir DIR   convert the m4a once instead of ffmpeg pipes
 #   --check-audio       decode every VoxCeleb2 m4a once in stage 0, leaving out unreadable ones
-#   --feat-type fbank|mfcc --feat-conf FILE --vad-conf FILE (defaults: fbank conf/fbank.conf conf/vad.conf)
+#   --feat-type fbank|mfcc|mfcc_pitch --feat-conf FILE --vad-conf FILE (defaults: fbank, conf/<type>.conf
+#                       (mfcc_pitch: conf/mfcc23.conf), conf/vad.conf); every conf is checked before stage 0
+#   --pitch-conf FILE --pitch-postprocess-conf FILE   mfcc_pitch: compute-/process-kaldi-pitch-feats options
+#                       (defaults conf/pitch.conf and Kaldi's defaults: the authors' mfcc_23_pitch)
 #   --compress          Kaldi-compress the feature arks (about 4x smaller; advised for VoxCeleb2)
 #   --nj N              parallel jobs for audio headers, conversion, augmentation durations, features
 set -euo pipefail
@@ -28,7 +31,7 @@ vox1= vox1_lists= vox2= sitw= musan= rirs= data=
 stage=0 endstage=3 nj=4
 train_set=voxceleb2_dev test_sets= aug_factor=1
 vox2_convert= vox2_audio_dir= check_audio= compress=
-feat_type=fbank feat_conf= vad_conf=
+feat_type=fbank feat_conf= vad_conf= pitch_conf= pitch_postprocess_conf=
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit "${1:-1}"; }
 while [ $# -gt 0 ]; do
@@ -49,13 +52,21 @@ while [ $# -gt 0 ]; do
     --aug-factor) aug_factor=$2 ;;
     --vox2-convert) vox2_convert=$2 ;; --vox2-audio-dir) vox2_audio_dir=$2 ;;
     --feat-type) feat_type=$2 ;; --feat-conf) feat_conf=$2 ;; --vad-conf) vad_conf=$2 ;;
+    --pitch-conf) pitch_conf=$2 ;; --pitch-postprocess-conf) pitch_postprocess_conf=$2 ;;
     *) echo "$0: unknown option $opt" >&2; usage ;;
   esac
   shift 2
 done
 [ -n "$data" ] || { echo "$0: --data OUT is required" >&2; exit 1; }
 root=$(cd "$(dirname "$0")/../.." && pwd)
-feat_conf=${feat_conf:-$root/conf/fbank.conf}; vad_conf=${vad_conf:-$root/conf/vad.conf}
+case $feat_type in
+  fbank|mfcc) feat_conf=${feat_conf:-$root/conf/$feat_type.conf} ;;
+  mfcc_pitch) feat_conf=${feat_conf:-$root/conf/mfcc23.conf}; pitch_conf=${pitch_conf:-$root/conf/pitch.conf} ;;
+  *) echo "$0: --feat-type must be fbank, mfcc or mfcc_pitch, not '$feat_type'" >&2; exit 1 ;;
+esac
+[ $feat_type = mfcc_pitch ] || [ -z "$pitch_conf$pitch_postprocess_conf" ] ||
+  { echo "$0: --pitch-conf/--pitch-postprocess-conf need --feat-type mfcc_pitch" >&2; exit 1; }
+vad_conf=${vad_conf:-$root/conf/vad.conf}
 for dir in "$vox1" "$vox1_lists" "$vox2" "$sitw" "$musan" "$rirs"; do
   [ -z "$dir" ] || [ -d "$dir" ] || { echo "$0: corpus directory not found: $dir" >&2; exit 1; }
 done
@@ -63,10 +74,16 @@ abs() { [ -z "$1" ] || realpath -m -- "$1"; }  # paths given relative to the cal
 vox1=$(abs "$vox1"); vox1_lists=$(abs "$vox1_lists"); vox2=$(abs "$vox2"); sitw=$(abs "$sitw")
 musan=$(abs "$musan"); rirs=$(abs "$rirs"); vox2_audio_dir=$(abs "$vox2_audio_dir")
 feat_conf=$(abs "$feat_conf"); vad_conf=$(abs "$vad_conf")
+pitch_conf=$(abs "$pitch_conf"); pitch_postprocess_conf=$(abs "$pitch_postprocess_conf")
 data_arg=$data; data=$(abs "$data")
 cd "$(dirname "$0")/../.."  # the repo root: scripts run as python3 subtools/...
 . ./path.sh
 local=recipe/voxceleb/local
+feat_opts=(--conf "$feat_conf" ${pitch_conf:+--pitch-conf "$pitch_conf"}
+           ${pitch_postprocess_conf:+--pitch-postprocess-conf "$pitch_postprocess_conf"})
+# every option file is checked now (file:line on a bad value), not hours later in stage 2
+python3 subtools/make_features.py --check-confs "${feat_opts[@]}" $feat_type
+python3 subtools/compute_vad.py --check-conf --conf "$vad_conf"
 train=$data/$train_set
 
 present() {  # the data dirs among "$@" that exist under $data
@@ -138,7 +155,7 @@ features() {  # features + VAD for one data dir, skipped when complete
   if python3 $local/tables.py complete "$dir" feats.scp utt2num_frames; then
     echo "features: $dir already complete"
   else
-    python3 subtools/make_features.py --nj $nj $compress --conf "$feat_conf" $feat_type "$dir"
+    python3 subtools/make_features.py --nj $nj $compress "${feat_opts[@]}" $feat_type "$dir"
   fi
   if [ "$vad" = yes ] && ! python3 $local/tables.py complete "$dir" vad.scp; then
     python3 subtools/compute_vad.py --nj $nj --conf "$vad_conf" "$dir"
@@ -146,7 +163,7 @@ features() {  # features + VAD for one data dir, skipped when complete
 }
 
 if [ $stage -le 2 ] && [ $endstage -ge 2 ]; then
-  echo "== stage 2: features ($feat_type, $feat_conf) and VAD ($vad_conf)"
+  echo "== stage 2: features ($feat_type, $feat_conf${pitch_conf:+ + $pitch_conf}) and VAD ($vad_conf)"
   shared=
   for set in $test_sets; do
     case $set in

@@ -4,7 +4,30 @@ Parsing follows Kaldi's ParseOptions::ReadConfigFile: names are normalised (``_`
 case), a bare ``--flag`` means ``--flag=true``, booleans accept true/false/t/f/1/0 (any case). Values
 stay strings here; :func:`typed_options` converts them against a table of known options and refuses
 unknown names with an error naming the file and line.
+
+Range checks (Kaldi's asserts and KALDI_ERRs) live beside each option set and raise :class:`OptionError`
+naming the options at fault; :func:`locate` turns that into an error naming the conf line, so a bad value
+is refused when the conf is read, before any job starts.
 """
+
+
+class OptionError(ValueError):
+    """An option value Kaldi would refuse. ``names``: the options involved, the likeliest culprit first;
+    ``program``: the option set they belong to ("features", "pitch", "pitch-postprocess", "vad")."""
+
+    def __init__(self, names, message, program="features"):
+        super().__init__(message)
+        self.names, self.program = tuple(names), program
+
+
+def locate(error, conf, path):
+    """ValueError for ``error`` (OptionError) prefixed with the ``file:line`` of the first of its options set
+    in ``conf`` ({name: (text, where)} from :func:`read_conf` of ``path``), or with ``path`` when all of them
+    took their defaults."""
+    for name in error.names:
+        if name in conf:
+            return ValueError(f"{conf[name][1]}: {error}")
+    return ValueError(f"{path}: {error} (with Kaldi's default for --{error.names[0]})")
 
 
 def read_conf(path):

@@ -7,10 +7,13 @@ window ``t2 in [t - context, t + context]`` (clipped to the utterance) counting 
 Kaldi's loop tests ``e[t]`` instead of ``e[t2]``, so num is 0 or den and the decision reduces to
 ``e[t] > threshold``: frames-context has no effect. We reproduce that by default;
 ``fix_context=True`` tests ``e[t2]`` (the intended smoothing).
+
+Option values Kaldi asserts on (vad-energy-mean-scale < 0, vad-frames-context < 0,
+vad-proportion-threshold outside (0, 1)) are refused when the conf is read, naming its line.
 """
 import numpy as np
 
-from subtools.kaldi.options import read_conf, typed_options
+from subtools.kaldi.options import OptionError, locate, read_conf, typed_options
 
 # Kaldi option name -> (keyword of compute_vad, type, Kaldi default)
 VAD_OPTIONS = {
@@ -22,9 +25,29 @@ VAD_OPTIONS = {
 
 
 def read_vad_conf(path):
-    """Kaldi vad option file -> keyword arguments of :func:`compute_vad` (Kaldi defaults filled in)."""
-    given = typed_options(read_conf(path), {n: k for n, (_, k, _) in VAD_OPTIONS.items()}, "compute-vad")
-    return {kw: given.get(name, default) for name, (kw, _, default) in VAD_OPTIONS.items()}
+    """Kaldi vad option file -> keyword arguments of :func:`compute_vad` (Kaldi defaults filled in).
+
+    ValueError naming file:line for an unknown option, a malformed value or one Kaldi asserts on."""
+    conf = read_conf(path)
+    given = typed_options(conf, {n: k for n, (_, k, _) in VAD_OPTIONS.items()}, "compute-vad")
+    opts = {kw: given.get(name, default) for name, (kw, _, default) in VAD_OPTIONS.items()}
+    try:
+        check_vad_options(opts["energy_mean_scale"], opts["frames_context"], opts["proportion_threshold"])
+    except OptionError as e:
+        raise locate(e, conf, path) from None
+    return opts
+
+
+def check_vad_options(energy_mean_scale, frames_context, proportion_threshold):
+    """Kaldi ComputeVadEnergy's asserts, as OptionError naming the option."""
+    if energy_mean_scale < 0:
+        raise OptionError(["vad-energy-mean-scale"], f"--vad-energy-mean-scale={energy_mean_scale:g} must be >= 0",
+                          "vad")
+    if frames_context < 0:
+        raise OptionError(["vad-frames-context"], f"--vad-frames-context={frames_context} must be >= 0", "vad")
+    if not 0.0 < proportion_threshold < 1.0:
+        raise OptionError(["vad-proportion-threshold"],
+                          f"--vad-proportion-threshold={proportion_threshold:g} must be in (0, 1)", "vad")
 
 
 def compute_vad(
@@ -43,12 +66,7 @@ def compute_vad(
     e = np.asarray(log_energy, dtype=np.float32)
     if e.ndim != 1:
         raise ValueError(f"compute_vad: expected log-energies [T], got shape {e.shape}")
-    if frames_context < 0:
-        raise ValueError("compute_vad: frames_context must be >= 0")
-    if not 0.0 < proportion_threshold < 1.0:
-        raise ValueError("compute_vad: proportion_threshold must be in (0, 1)")
-    if energy_mean_scale < 0:
-        raise ValueError("compute_vad: energy_mean_scale must be >= 0")
+    check_vad_options(energy_mean_scale, frames_context, proportion_threshold)
     if e.size == 0:
         return np.zeros(0, dtype=np.float32)
     threshold = np.float32(energy_threshold)
