@@ -27,6 +27,7 @@ other tables. Rerunning skips the jobs already complete (same items, same option
 import argparse
 import os
 import sys
+import zlib
 
 from subtools.kaldi.ark_jobs import report_failed, report_items, run_jobs
 from subtools.kaldi.audio import AudioError, read_audio
@@ -47,7 +48,7 @@ class FeatureWorker:
 
     def __call__(self, utt, entry):
         wave, _ = read_audio(entry, utt, expected_rate=self.extractor.sample_rate, channel=self.extractor.channel)
-        feats = self.extractor(wave)
+        feats = self.extractor(wave, seed=zlib.crc32(utt.encode()))
         if feats.shape[0] == 0:
             raise AudioError(f"utterance {utt}: {len(wave)} samples give no frame (too short): {entry}")
         return feats

@@ -163,3 +163,20 @@ def test_nosil_follows_recomputed_features(tmp_path):
     feats, vads = load_scp(os.path.join(data, "feats.scp")), load_scp(os.path.join(data, "vad.scp"))
     for utt, mat in load_scp(os.path.join(dst, "feats.scp")).items():
         np.testing.assert_allclose(mat, sliding_cmn(feats[utt], 300)[vads[utt] > 0.5], atol=1e-5)
+
+
+def test_dithered_features_do_not_depend_on_the_job_split(tmp_path):
+    """With Kaldi's dither 1.0 (the authors' mfcc23.conf) each utterance's noise is seeded by its id: one
+    job or three, the features are identical; another seed gives other features."""
+    data = make_data(str(tmp_path), n_spk=2, n_utt=3)
+    conf = tmp_path / "dither.conf"
+    conf.write_text("--dither=1.0\n--num-mel-bins=23\n")
+    mf.make_features(data, "fbank", str(conf), nj=1)
+    one = load_scp(os.path.join(data, "feats.scp"))
+    mf.make_features(data, "fbank", str(conf), nj=3)
+    three = load_scp(os.path.join(data, "feats.scp"))
+    assert one.keys() == three.keys() and all(np.array_equal(one[u], three[u]) for u in one)
+    extractor = FeatureExtractor.from_conf("fbank", str(conf))
+    wave = soundfile.read(read_table(os.path.join(data, "wav.scp"))["spk0-u0"], dtype="int16")[0].astype(np.float32)
+    assert not np.array_equal(extractor(wave, seed=1), extractor(wave, seed=2))
+    assert np.array_equal(extractor(wave, seed=1), extractor(wave, seed=1))

@@ -237,12 +237,15 @@ class FeatureExtractor:
             return 0 if num_samples < self.window_size else 1 + (num_samples - self.window_size) // self.window_shift
         return (num_samples + self.window_shift // 2) // self.window_shift
 
-    def __call__(self, wave):
-        """float32 ``[N]`` int16-scale waveform -> float32 ``[T, dim]`` features (T may be 0)."""
+    def __call__(self, wave, seed=0):
+        """float32 ``[N]`` int16-scale waveform -> float32 ``[T, dim]`` features (T may be 0). ``seed``
+        seeds the dither noise (``--dither`` > 0), so that an utterance's features do not depend on which
+        job or process computes it (make_features seeds with a hash of the utterance id)."""
         tensor = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)).unsqueeze(0)
         if self._base_frames(tensor.shape[1]) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
             feats = self._compute(tensor, **self.torchaudio_kwargs).numpy()
         if self.pitch is None:
             return feats
