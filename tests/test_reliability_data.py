@@ -73,3 +73,43 @@ def test_corpus_lists_drop_repeats_with_a_warning(capsys):
     trials = [("a", "b", "target"), ("a", "c", "nontarget"), ("a", "b", "target")]
     assert drop_repeats(trials, "list.txt") == trials[:2]
     assert "list.txt: 1 repeated trial(s) dropped (first kept), e.g. 'a b'" in capsys.readouterr().err
+
+
+def subset_scp_pl(lines, num):
+    """Kaldi's utils/subset_scp.pl N, transcribed from its Perl (recursive select_n), as the reference."""
+    out = []
+
+    def select_n(start, end, needed):
+        if end - start == 1:
+            if needed > 0:
+                out.append(lines[start])
+        else:
+            half = (end - start) // 2
+            select_n(start, start + half, needed // 2)
+            select_n(start + half, end, needed - needed // 2)
+
+    select_n(0, len(lines), num)
+    return out
+
+
+@pytest.mark.parametrize("count, num", [(10, 3), (24, 6), (37, 37), (1000, 1), (997, 250), (4096, 1024)])
+def test_evenly_spread_is_kaldis_subset_scp(count, num):
+    from subtools.kaldi.data_dir.ops import evenly_spread
+    assert evenly_spread(count, num) == subset_scp_pl(list(range(count)), num)
+    assert evenly_spread(10, 3) == [4, 6, 9]
+
+
+def test_kaldi_augmentation_subset_and_subset_num_follow_kaldi(tmp_path):
+    from subtools.kaldi import augment
+    utts = [f"s{i:02d}-u" for i in range(8)]
+    kaldi = augment.select_copies(utts, augment.KINDS, 1, subset="kaldi")
+    assert kaldi == [(u, "reverb") for u in utts]           # 32 sorted ids, every 4th: the last kind
+    balanced = augment.select_copies(utts, augment.KINDS, 1)
+    assert {k for _, k in balanced} == set(augment.KINDS)
+    ids = sorted(f"{u}-{k}" for u in [f"x{i}" for i in range(6)] for k in augment.KINDS)
+    chosen = augment.select_copies([f"x{i}" for i in range(6)], augment.KINDS, 1, subset="kaldi")
+    assert [f"{u}-{k}" for u, k in chosen] == subset_scp_pl(ids, 6)
+    (tmp_path / "src").mkdir()
+    utt2spk = small_dir(tmp_path / "src")
+    out = dd.subset_dir(str(tmp_path / "src"), str(tmp_path / "dst"), num=4)
+    assert sorted(out.utt2spk) == subset_scp_pl(sorted(utt2spk), 4)

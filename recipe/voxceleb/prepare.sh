@@ -17,6 +17,8 @@
 #   --train-set NAME    data dir under OUT to augment (default voxceleb2_dev)
 #   --test-sets "A B"   sets to make features for (default: the VoxCeleb1/SITW sets present)
 #   --aug-factor F      F x N augmented copies (default 1, Kaldi/ASV-subtools)
+#   --aug-subset balanced|kaldi   which copies: the kinds alternating (default), or Kaldi's subset of the
+#                       sorted copy ids (the authors' data: at factor 1 almost all one kind)
 #   --vox2-convert wav|flac --vox2-audio-dir DIR   convert the m4a once instead of ffmpeg pipes
 #   --check-audio       decode every VoxCeleb2 m4a once in stage 0, leaving out unreadable ones
 #   --feat-type fbank|mfcc|mfcc_pitch --feat-conf FILE --vad-conf FILE (defaults: fbank, conf/<type>.conf
@@ -29,7 +31,7 @@ set -euo pipefail
 
 vox1= vox1_lists= vox2= sitw= musan= rirs= data=
 stage=0 endstage=3 nj=4
-train_set=voxceleb2_dev test_sets= aug_factor=1
+train_set=voxceleb2_dev test_sets= aug_factor=1 aug_subset=balanced
 vox2_convert= vox2_audio_dir= check_audio= compress=
 feat_type=fbank feat_conf= vad_conf= pitch_conf= pitch_postprocess_conf=
 
@@ -49,7 +51,7 @@ while [ $# -gt 0 ]; do
     --data) data=$2 ;;           --nj) nj=$2 ;;
     --stage) stage=$2 ;;         --endstage) endstage=$2 ;;
     --train-set) train_set=$2 ;; --test-sets) test_sets=$2 ;;
-    --aug-factor) aug_factor=$2 ;;
+    --aug-factor) aug_factor=$2 ;; --aug-subset) aug_subset=$2 ;;
     --vox2-convert) vox2_convert=$2 ;; --vox2-audio-dir) vox2_audio_dir=$2 ;;
     --feat-type) feat_type=$2 ;; --feat-conf) feat_conf=$2 ;; --vad-conf) vad_conf=$2 ;;
     --pitch-conf) pitch_conf=$2 ;; --pitch-postprocess-conf) pitch_postprocess_conf=$2 ;;
@@ -144,7 +146,7 @@ if [ $stage -le 1 ] && [ $endstage -ge 1 ]; then
   elif [ ${#aug_opts[@]} -eq 0 ]; then
     echo "stage 1: skipped: no --rirs or --musan given"
   else
-    python3 subtools/kaldi/augment.py copies "${aug_opts[@]}" --factor $aug_factor --nj $nj \
+    python3 subtools/kaldi/augment.py copies "${aug_opts[@]}" --factor $aug_factor --subset "$aug_subset" --nj $nj \
       "$train" "${train}_augcopies" --combined "${train}_aug"
     summarize "$train" "${train}_augcopies" "${train}_aug"
   fi

@@ -18,12 +18,14 @@ noise files, SNRs, start times), so the audio is rendered identically whenever f
 Choices come from a random generator seeded by ``(seed, kind, utterance)``: the same utterance gets
 the same augmentation whatever else is in the dir.
 
-Which copies: the 4 kinds of each clean utterance form a pool of T*N candidates, ordered by
-utterance with the kind order rotated by one per utterance; ``factor*N`` of them are taken evenly
-spread over that pool (index floor(k*T*N/K)). With factor 1 every utterance gets one copy and the
-kinds alternate; with factor 2 two copies of different kinds. (Kaldi takes an evenly spread subset
-of the sorted candidates instead, which for factor 1 with 4 kinds would give every utterance the
-same kind.)
+Which copies (``--subset``): the T kinds of each clean utterance form a pool of T*N candidates.
+``balanced`` (default): the pool is ordered by utterance with the kind order rotated by one per
+utterance and ``factor*N`` candidates are taken evenly spread over it (index floor(k*T*N/K)), so with
+factor 1 every utterance gets one copy and the kinds alternate; with factor 2 two copies of different
+kinds. ``kaldi``: as Kaldi's voxceleb recipe and ASV-subtools' augmentDataByNoise.sh (combine_data.sh,
+then subset_data_dir.sh ``factor*N``): the candidates sorted by copy id, subset by subset_scp.pl's
+recursive halving (:func:`~subtools.kaldi.data_dir.ops.evenly_spread`), which at factor 1 with 4 kinds
+gives almost every utterance the same kind (the last in sorted order, ``reverb``).
 
 The copies are as long as their clean utterance and time-aligned with it (RIR shifted to its
 peak), so the clean VAD is reused: :func:`reuse_clean_vad` (``augment.py reuse-vad``), via the
@@ -37,6 +39,7 @@ import sys
 
 from subtools.kaldi.audio import durations
 from subtools.kaldi.data_dir import DataDir, combine_dirs
+from subtools.kaldi.data_dir.ops import evenly_spread
 from subtools.kaldi.fileio import write_table
 
 KINDS = ("reverb", "noise", "music", "babble")
@@ -93,12 +96,17 @@ def choose_args(kind, rng, duration, sources, settings):
     return args
 
 
-def select_copies(utts, kinds, factor):
+def select_copies(utts, kinds, factor, subset="balanced"):
     """[(utt, kind)] of the ``round(factor * len(utts))`` copies to make (see module doc)."""
     n, t = len(utts), len(kinds)
     if not 0 < factor <= t:
         raise ValueError(f"factor must be in (0, {t}] for {t} kinds, got {factor}")
     k_total = round(factor * n)
+    if subset == "kaldi":
+        pool = sorted((f"{utt}-{kind}", utt, kind) for utt in utts for kind in kinds)
+        return [pool[i][1:] for i in evenly_spread(len(pool), k_total)]
+    if subset != "balanced":
+        raise ValueError(f"subset must be balanced or kaldi, got {subset!r}")
     chosen = []
     for k in range(k_total):
         index = k * t * n // k_total
@@ -112,11 +120,11 @@ def render_entry(aug_utt, clean_entry, args):
     return shlex.join(RENDER_COMMAND + ["--utt", aug_utt, "--input", clean_entry.strip(), *args]) + " |"
 
 
-def make_copies(clean, sources, kinds, factor, seed, settings):
+def make_copies(clean, sources, kinds, factor, seed, settings, subset="balanced"):
     """DataDir of the augmented copies of DataDir ``clean`` (wav_scp, utt2spk, utt2dur, utt2uniq)."""
     copies = DataDir(wav_scp={}, utt2spk={}, utt2dur={})
     utt2uniq = {}
-    for utt, kind in select_copies(clean.utts(), kinds, factor):
+    for utt, kind in select_copies(clean.utts(), kinds, factor, subset):
         rng = random.Random(f"{seed}/{kind}/{utt}")
         aug = f"{utt}-{kind}"
         args = choose_args(kind, rng, clean.utt2dur[utt], sources, settings)
@@ -196,6 +204,8 @@ def build_parser():
     make.add_argument("--kinds", help="comma-separated subset of reverb,noise,music,babble "
                                       "(default: every kind whose source dir is given)")
     make.add_argument("--factor", type=float, default=1.0, help="number of copies = factor x clean utterances")
+    make.add_argument("--subset", choices=["balanced", "kaldi"], default="balanced",
+                      help="which copies (see the module doc): kinds alternating, or Kaldi's subset of the sorted ids")
     make.add_argument("--seed", type=int, default=777)
     make.add_argument("--noise-snrs", default="15:10:5:0")
     make.add_argument("--noise-interval", type=float, default=1.0, help="seconds between foreground noises")
@@ -240,7 +250,7 @@ def main(argv=None):
         setattr(args, name, getattr(args, name).split(":"))
     sources = load_sources(args, kinds, args.nj)
     clean = ensure_utt2dur(args.clean, args.nj)
-    copies = make_copies(clean, sources, kinds, args.factor, args.seed, args)
+    copies = make_copies(clean, sources, kinds, args.factor, args.seed, args, args.subset)
     copies.save(args.copies)
     counts = {k: sum(u.endswith("-" + k) for u in copies.utt2spk) for k in kinds}
     print(f"augment: {len(copies.utt2spk)} copies of {len(clean.utt2spk)} utterances in {args.copies} "

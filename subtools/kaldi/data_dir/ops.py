@@ -4,6 +4,26 @@ import os
 from subtools.kaldi.data_dir.directory import DataDir, copy_file
 from subtools.kaldi.data_dir.tables import TRIALS_DIR, is_utt_table, utt2spk_to_spk2utt
 
+def evenly_spread(count, num):
+    """Indices (ascending) of the ``num`` of ``count`` lines that Kaldi's ``utils/subset_scp.pl N`` keeps:
+    recursive halving, the first half of a range gets ``floor(needed / 2)``, the second the rest; a range
+    of one line is kept when it is still needed."""
+    if not 0 <= num <= count:
+        raise ValueError(f"cannot pick {num} of {count} lines")
+    picked, stack = [], [(0, count, num)]
+    while stack:
+        start, end, needed = stack.pop()
+        if needed == 0:
+            continue
+        if end - start == 1:
+            picked.append(start)
+            continue
+        half = (end - start) // 2
+        stack.append((start + half, end, needed - needed // 2))
+        stack.append((start, start + half, needed // 2))
+    return picked
+
+
 def _check_dst(src, dst):
     if os.path.abspath(src) == os.path.abspath(dst):
         raise ValueError(f"destination must differ from source: {dst}")
@@ -14,7 +34,8 @@ def subset_dir(src, dst, utt_list=None, num=None, per_spk=None, spk_list=None):
 
     - ``utt_list``: these utterance ids (unknown ids are ignored, like Kaldi filter_scp);
     - ``spk_list``: all utterances of these speakers;
-    - ``num``: ``num`` utterances evenly spread over the sorted list (index floor(i*N/num));
+    - ``num``: ``num`` utterances evenly spread over the sorted list, as Kaldi's subset_scp.pl
+      (:func:`evenly_spread`);
     - ``per_spk``: per speaker, ``per_spk`` utterances evenly spread with Kaldi's stride
       (largest ``skip`` with per_spk*skip <= count; all utterances when fewer).
     """
@@ -31,7 +52,7 @@ def subset_dir(src, dst, utt_list=None, num=None, per_spk=None, spk_list=None):
     elif num is not None:
         if not 0 < num <= len(utts):
             raise ValueError(f"subset_dir: num={num} but {src} has {len(utts)} utterances")
-        keep = {utts[i * len(utts) // num] for i in range(num)}
+        keep = {utts[i] for i in evenly_spread(len(utts), num)}
     else:
         if per_spk <= 0:
             raise ValueError(f"subset_dir: per_spk must be positive, got {per_spk}")
