@@ -17,8 +17,8 @@
 #   --train-set NAME    data dir under OUT to augment (default voxceleb2_dev)
 #   --test-sets "A B"   sets to make features for (default: the VoxCeleb1/SITW sets present)
 #   --aug-factor F      F x N augmented copies (default 1, Kaldi/ASV-subtools)
-#   --aug-subset balanced|kaldi   which copies: the kinds alternating (default), or Kaldi's subset of the
-#                       sorted copy ids (the authors' data: at factor 1 almost all one kind)
+#   --aug-subset balanced|kaldi   which copies: one per utterance, kinds alternating (default), or Kaldi's
+#                       subset of the sorted copy ids, as the authors' data (some utterances get 2, some 0)
 #   --vox2-convert wav|flac --vox2-audio-dir DIR   convert the m4a once instead of ffmpeg pipes
 #   --check-audio       decode every VoxCeleb2 m4a once in stage 0, leaving out unreadable ones
 #   --feat-type fbank|mfcc|mfcc_pitch --feat-conf FILE --vad-conf FILE (defaults: fbank, conf/<type>.conf
