@@ -29,11 +29,16 @@ def test_speakers_counts_and_disjoint_sets(tiny_corpus):
         assert set(data.tables["spk2accent"].values()) <= set(cfg["voices"]["accents"])
         assert all(u.startswith(s + "-") for u, s in data.utt2spk.items())
         assert all(os.path.isabs(p) and os.path.isfile(p) for p in data.wav_scp.values())
+    dev_dir = os.path.join(tiny_corpus.data_dir, "mini_dev")
+    dev = DataDir.load(dev_dir)
+    assert validate_dir(dev_dir) == [] and len(dev.spk2utt) == cfg["dev"]["speakers"]
+    assert all(len(utts) == cfg["dev"]["utts"] for utts in dev.spk2utt.values())
     assert not set(train.spk2utt) & set(test.spk2utt)
+    assert not set(dev.spk2utt) & (set(train.spk2utt) | set(test.spk2utt))
     rows = [line.split() for line in open(os.path.join(tiny_corpus.corpus_dir, "speakers.txt"))]
     voices = {(r[2], r[3]): r[1] for r in rows}
-    assert len(voices) == len(rows) == cfg["train"]["speakers"] + cfg["test"]["speakers"]  # distinct voices
-    _, _, babble = plan_speakers(cfg)
+    assert len(voices) == len(rows) == sum(cfg[part]["speakers"] for part in ("train", "test", "dev"))  # distinct
+    _, _, babble, _ = plan_speakers(cfg)
     assert not {(s.accent, s.variant) for s in babble} & set(voices)
     assert not {s.variant for s in babble} & {r[3] for r in rows}
 
@@ -72,6 +77,12 @@ def test_trials_format_and_hard_constraint(tiny_corpus):
     assert any(group[spk[e]] != group[spk[t]] for e, t, label in lists["mini-O"] if label == "nontarget")
     assert {(e, t) for e, t, label in lists["mini-O"] if label == "target"} == \
            {(e, t) for e, t, label in lists["mini-H"] if label == "target"}
+    # mini-dev (held-out speakers, calibration): every pair of its utterances, labelled by speaker
+    dev = DataDir.load(os.path.join(tiny_corpus.data_dir, "mini_dev"))
+    dev_trials = read_trials(os.path.join(tiny_corpus.data_dir, "mini_dev", "trials", "mini-dev"))
+    utts = sorted(dev.utt2spk)
+    assert sorted((e, t) for e, t, _ in dev_trials) == [(a, b) for i, a in enumerate(utts) for b in utts[i + 1:]]
+    assert all((label == "target") == (dev.utt2spk[e] == dev.utt2spk[t]) for e, t, label in dev_trials)
 
 
 def _parse_list(path, options):

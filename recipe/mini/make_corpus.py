@@ -9,7 +9,9 @@ per utterance), ``speakers.txt`` (``spk set accent variant gender pitch rate``),
 ``RIRS_NOISES/`` in the real layouts with their list files (see ``recipe/mini/local/musan_rirs.py``)
 and ``corpus_config.yaml`` (the resolved config and espeak-ng version it was built with); under
 ``--data``: Kaldi data dirs ``mini_train/`` and ``mini_test/`` (wav.scp with absolute paths,
-utt2spk, spk2utt, utt2dur, spk2gender, spk2accent) and ``mini_test/trials/{mini-O,mini-H}``.
+utt2spk, spk2utt, utt2dur, spk2gender, spk2accent) and ``mini_test/trials/{mini-O,mini-H}``; with a
+``dev`` entry in the config also ``mini_dev/`` and ``mini_dev/trials/mini-dev`` (speakers of neither
+train nor test, for calibration).
 
 Policies: the corpus is a function of the config and the espeak-ng version only (per-item random
 streams, so ``--nj`` does not matter); a re-run keeps every finished wav and synthesises only the
@@ -109,13 +111,13 @@ def write_data_dir(path, speakers, corpus_dir, utt2samples, num_utts, sample_rat
     return {u: s.spk for u, s in utts.items()}
 
 
-def write_trials(cfg, test_dir, test, utt2spk):
-    """Write ``trials/mini-O`` and ``trials/mini-H``; return {name: (targets, nontargets)}."""
-    spk2group = {s.spk: f"{s.accent}/{s.gender}" for s in test}
+def write_trials(cfg, data_dir, speakers, utt2spk, lists=(("mini-O", False), ("mini-H", True))):
+    """Write ``data_dir/trials/<name>`` for each ``(name, hard)`` of ``lists``; return {name: (targets, nontargets)}."""
+    spk2group = {s.spk: f"{s.accent}/{s.gender}" for s in speakers}
     counts = {}
-    for name, hard in (("mini-O", False), ("mini-H", True)):
+    for name, hard in lists:
         trials = make_trials(utt2spk, spk2group, cfg["trials"][name], rng_for(cfg["seed"], "trials"), hard=hard)
-        write_lines(os.path.join(test_dir, "trials", name), format_trials(trials))
+        write_lines(os.path.join(data_dir, "trials", name), format_trials(trials))
         counts[name] = count_trials(trials)
     return counts
 
@@ -125,25 +127,32 @@ def build_corpus(cfg, corpus_dir, data_dir, nj, log=print):
     start = time.time()
     os.makedirs(corpus_dir, exist_ok=True)
     claim_corpus_dir(cfg, corpus_dir)
-    train, test, babble = plan_speakers(cfg)
+    train, test, babble, dev = plan_speakers(cfg)
     rooms = [r for t in musan_rirs.ROOM_TYPES for r in musan_rirs.plan_rooms(cfg, t, cfg["rirs"]["rooms"])]
     write_lines(os.path.join(corpus_dir, "speakers.txt"),
                 [f"{s.spk} {subset} {s.accent} {s.variant} {s.gender} {s.pitch} {s.rate}"
-                 for subset, group in (("train", train), ("test", test)) for s in group])
-    utt2samples = build_audio(cfg, corpus_dir, {"train": train, "test": test}, babble, rooms, nj)
+                 for subset, group in (("train", train), ("test", test), ("dev", dev)) for s in group])
+    utt2samples = build_audio(cfg, corpus_dir, {"train": train, "test": test, "dev": dev}, babble, rooms, nj)
     musan_rirs.write_lists(cfg, corpus_dir, rooms, babble)
     sr = cfg["sample_rate"]
     write_data_dir(os.path.join(data_dir, "mini_train"), train, corpus_dir, utt2samples, cfg["train"]["utts"], sr)
     test_utt2spk = write_data_dir(os.path.join(data_dir, "mini_test"), test, corpus_dir, utt2samples, cfg["test"]["utts"], sr)
     counts = write_trials(cfg, os.path.join(data_dir, "mini_test"), test, test_utt2spk)
+    if dev:
+        dev_utt2spk = write_data_dir(os.path.join(data_dir, "mini_dev"), dev, corpus_dir, utt2samples,
+                                     cfg["dev"]["utts"], sr)
+        counts.update(write_trials(cfg, os.path.join(data_dir, "mini_dev"), dev, dev_utt2spk, (("mini-dev", False),)))
     limits = [int(round(d * sr)) for d in cfg["utterance"]["duration_s"]]
-    summary = {"train_speakers": len(train), "test_speakers": len(test), "utterances": len(utt2samples),
+    sets = "train,test,dev" if dev else "train,test"
+    summary = {"train_speakers": len(train), "test_speakers": len(test), "dev_speakers": len(dev),
+               "utterances": len(utt2samples),
                "hours": sum(utt2samples.values()) / sr / 3600, "trials": counts,
                "held_at_limits": sum(n in limits for n in utt2samples.values()), "seconds": time.time() - start}
-    log(f"mini corpus '{cfg['size']}': {len(train)} train + {len(test)} test speakers, {len(utt2samples)} utterances "
+    log(f"mini corpus '{cfg['size']}': {len(train)} train + {len(test)} test + {len(dev)} dev speakers, "
+        f"{len(utt2samples)} utterances "
         f"({summary['hours']:.2f} h, {summary['held_at_limits']} cut/padded to the duration limits); "
         + "; ".join(f"{k}: {t} target + {n} nontarget trials" for k, (t, n) in counts.items())
-        + f"; {summary['seconds']:.1f} s with {nj} jobs -> {corpus_dir}, {data_dir}/mini_{{train,test}}")
+        + f"; {summary['seconds']:.1f} s with {nj} jobs -> {corpus_dir}, {data_dir}/mini_{{{sets}}}")
     return summary
 
 
@@ -152,7 +161,8 @@ def main(argv=None):
     parser.add_argument("--config", default="conf/mini_corpus.yaml", help="corpus config (default %(default)s)")
     parser.add_argument("--size", default="small", help="named size in the config: tiny|small|full (default %(default)s)")
     parser.add_argument("--out", required=True, help="corpus directory (audio, MUSAN/RIRS trees)")
-    parser.add_argument("--data", required=True, help="directory for the data dirs mini_train/ and mini_test/")
+    parser.add_argument("--data", required=True,
+                        help="directory for the data dirs mini_train/, mini_test/ (and mini_dev/)")
     parser.add_argument("--nj", type=int, default=len(os.sched_getaffinity(0)), help="parallel processes (default: CPUs)")
     args = parser.parse_args(argv)
     try:

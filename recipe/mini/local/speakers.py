@@ -3,8 +3,10 @@
 A speaker is an espeak-ng accent + variant pair (e.g. ``en-gb-scotland+f2``) with its own base
 pitch and rate; gender is the variant's. Test speakers come in groups of ``test.group`` speakers
 sharing accent and gender (so every test speaker has same-accent, same-gender impostors for
-mini-H); train speakers alternate genders while both pools last. Train, test and babble voices
-are disjoint. Each utterance is one generated sentence (its own text, a small prosody jitter),
+mini-H); train speakers alternate genders while both pools last. Dev speakers (held out from both,
+for calibration) take voices left after the train set, alternating genders, from their own random
+stream, so adding them changes no train or test speaker. Train, test, dev and babble voices are
+disjoint. Each utterance is one generated sentence (its own text, a small prosody jitter),
 framed by silence, held within the duration limits and passed through a random channel.
 """
 import dataclasses
@@ -51,8 +53,8 @@ def _speaker(rng, spk, pair, gender, voices):
 
 
 def plan_speakers(cfg):
-    """(train, test, babble) lists of :class:`Speaker` for the config; ValueError if the voice
-    lists cannot supply that many distinct accent+variant pairs."""
+    """(train, test, babble, dev) lists of :class:`Speaker` for the config (dev empty without a ``dev``
+    entry); ValueError if the voice lists cannot supply that many distinct accent+variant pairs."""
     voices, rng = cfg["voices"], rng_for(cfg["seed"], "speakers")
     n_train, n_test, group = cfg["train"]["speakers"], cfg["test"]["speakers"], cfg["test"]["group"]
     if group < 2 or n_test % group:
@@ -87,7 +89,14 @@ def plan_speakers(cfg):
     if n_babble > len(pairs):
         raise ValueError(f"musan.speech asks {n_babble} babble voices; the babble variants give {len(pairs)}")
     babble = [_speaker(rng, f"speech-librivox-{i:04d}", p, g, voices) for i, (p, g) in enumerate(pairs[:n_babble])]
-    return train, test, babble
+
+    dev, dev_rng, n_dev = [], rng_for(cfg["seed"], "dev-speakers"), cfg.get("dev", {}).get("speakers", 0)
+    while len(dev) < n_dev and (free["f"] or free["m"]):
+        gender = "f" if (len(dev) % 2 == 0 and free["f"]) or not free["m"] else "m"
+        dev.append(_speaker(dev_rng, f"dv{len(dev) + 1:04d}", free[gender].pop(0), gender, voices))
+    if len(dev) < n_dev:
+        raise ValueError(f"only {len(dev)} dev speakers left after the train and test sets; asked {n_dev} (add voices)")
+    return train, test, babble, dev
 
 
 def utt_ids(speaker, num):
