@@ -11,6 +11,11 @@ TRIALS: ``enroll test target|nontarget``; SCORES: ``enroll test score``. The las
 sid/compute_min_dcf.py with c_miss = c_fa = 1). Trials without a score stop the run (count and
 first trials named) unless ``--on-missing skip``.
 
+Before it (and before the ``--ci`` lines), the calibration-sensitive figures of the scores read as
+log-likelihood ratios: ``Cllr=<a> minCllr=<b> actDCF(0.01)=<c> actDCF(0.001)=<d>`` (Cllr in bits;
+minCllr after the optimal monotone (PAV) calibration; actDCF at the Bayes threshold -logit(p); see
+subtools/score/calibration.py and calibrate.py).
+
 ``--ci N`` adds, on the line before, ``CI95: EER=[lo,hi]% minDCF(0.01)=[lo,hi] minDCF(0.001)=[lo,hi]``:
 95 % percentile intervals from N bootstrap draws (subtools/score/bootstrap.py) that resample the
 enrollment speakers (default: a trial's speaker is ``utt2spk[enroll key]`` with ``--utt2spk``, else
@@ -22,6 +27,7 @@ import sys
 from subtools.cli import run_cli
 from subtools.kaldi.fileio import read_table
 from subtools.score.bootstrap import bootstrap_metrics, format_ci_line, resampling_units, system_draws
+from subtools.score.calibration import calibration_metrics, format_calibration_line
 from subtools.score.metrics import compute_all, format_line, labelled_scores, plot_det
 from subtools.score.trials import read_scores, read_trials
 
@@ -72,6 +78,7 @@ def main(argv=None):
         plot_det([(args.name, scores, labels)], args.det, title=args.name)
         print(f"DET curve -> {args.det}")
     print(f"{m['trials']} trials ({m['targets']} target)")
+    print(format_calibration_line(calibration_metrics(scores, labels)))
     if args.ci:
         try:
             units, about = ci_units(args, trials)

@@ -19,6 +19,11 @@ The back-end is trained on ``EXP/<P>_epoch_<E>/<backend.plda_train_set>`` (model
   ``--ci-by trial`` for single trials; seed 0, so a table is reproducible; see subtools/score/bootstrap.py)
 * DET     ``EXP/det_<backend>_epoch<E>.png`` (all test sets of the epoch on one plot)
 
+``--calibrated`` adds the calibration-sensitive columns Cllr, minCllr, actDCF(0.01), actDCF(0.001) of the
+scores read as log-likelihood ratios (subtools/score/calibration.py); ``--calibration CAL`` (a file of
+``calibrate.py train``, e.g. a model package's ``calibration.json``) maps the scores through it first
+(the score files stay raw; EER and minDCF do not change under that monotone map).
+
 A test set whose embeddings or trials file is missing is skipped with a message. Trials naming
 absent vectors are skipped and reported (``--on-missing stop`` to stop instead).
 """
@@ -31,6 +36,7 @@ import yaml
 from subtools.cli import run_cli
 from subtools.kaldi.fileio import atomic_write
 from subtools.score.bootstrap import bootstrap_metrics, interval_cells, resampling_units, system_draws
+from subtools.score.calibration import DCF_PRIORS, LinearCalibration, calibration_metrics
 from subtools.score.metrics import compute_all, plot_det
 from subtools.score.score_sets import Backend, EmbeddingSet
 from subtools.score.trials import read_trials, write_scores
@@ -38,6 +44,7 @@ from subtools.score.trials import read_trials, write_scores
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HEADER = ("epoch", "test set", "trials", "EER(%)", "minDCF(0.01)", "minDCF(0.001)", "EER CI95",
           "minDCF(0.01) CI95", "minDCF(0.001) CI95")
+CALIBRATION_HEADER = ("Cllr", "minCllr", *(f"actDCF({p:g})" for p in DCF_PRIORS))
 CI_SEED = 0
 
 
@@ -76,8 +83,18 @@ def interval_columns(trials, scores, n_draws, by, log=print):
         return ["-"] * 3
 
 
-def gather(exp, backend_name, epochs=None, chain=None, on_missing="skip", log=print, ci=1000, ci_by="speaker"):
-    """Score all test sets for all epochs; returns the table text (also saved and printed)."""
+def calibration_cells(scores, labels, calibration=None):
+    """The CALIBRATION_HEADER cells of scores read as LLRs (after ``calibration`` when given)."""
+    llrs = calibration.apply(scores) if calibration else scores
+    m = calibration_metrics(llrs, labels)
+    return [f"{m['cllr']:.4f}", f"{m['min_cllr']:.4f}", *(f"{m[f'act_dcf_{p:g}']:.4f}" for p in DCF_PRIORS)]
+
+
+def gather(exp, backend_name, epochs=None, chain=None, on_missing="skip", log=print, ci=1000, ci_by="speaker",
+           calibrated=False, calibration=None):
+    """Score all test sets for all epochs; returns the table text (also saved and printed). ``calibrated``:
+    add the CALIBRATION_HEADER columns; ``calibration``: a calibration file applied before them."""
+    calibration = calibration and LinearCalibration.load(calibration)
     cfg_path = os.path.join(exp, "config", "config.yaml")
     with open(cfg_path) as f:
         cfg = yaml.safe_load(f) or {}
@@ -132,7 +149,8 @@ def gather(exp, backend_name, epochs=None, chain=None, on_missing="skip", log=pr
             m = compute_all(scores, kept.labels)
             n = f"{len(kept)}" if len(kept) == len(trials) else f"{len(kept)}/{len(trials)}"
             rows.append((str(epoch), name, n, f"{m['eer']:.3f}", f"{m['mindcf_0.01']:.4f}",
-                         f"{m['mindcf_0.001']:.4f}", *interval_columns(kept, scores, ci, ci_by, log)))
+                         f"{m['mindcf_0.001']:.4f}", *interval_columns(kept, scores, ci, ci_by, log),
+                         *(calibration_cells(scores, kept.labels, calibration) if calibrated or calibration else [])))
             systems.append((name, scores, kept.labels))
         if systems:
             det = os.path.join(exp, f"det_{backend_name}_epoch{epoch}.png")
@@ -141,8 +159,9 @@ def gather(exp, backend_name, epochs=None, chain=None, on_missing="skip", log=pr
             log(f"DET curves -> {det}")
     if not rows:
         raise ValueError(f"{exp}: nothing scored (see the SKIP messages above)")
-    table = (f"# {exp}  backend={backend_name}  chain={chain}  trained on {train_name}\n"
-             + format_table(rows))
+    header = HEADER + (CALIBRATION_HEADER if calibrated or calibration else ())
+    table = (f"# {exp}  backend={backend_name}  chain={chain}  trained on {train_name}"
+             + (f"  calibration={calibration}" if calibration else "") + "\n" + format_table(rows, header))
     with atomic_write(os.path.join(exp, f"{backend_name}.results")) as f:
         f.write(table + "\n")
     return table
@@ -159,12 +178,17 @@ def main(argv=None):
     p.add_argument("--ci", type=int, default=1000, metavar="N", help="bootstrap draws of the 95 %% intervals")
     p.add_argument("--ci-by", choices=["speaker", "trial"], default="speaker",
                    help="resampling unit: speaker of the enroll key (default) or trial")
+    p.add_argument("--calibrated", action="store_true",
+                   help="add Cllr, minCllr, actDCF(0.01), actDCF(0.001) of the scores read as LLRs")
+    p.add_argument("--calibration", metavar="CAL",
+                   help="calibration file (calibrate.py train) applied to the scores before those columns")
     args = p.parse_args(argv)
     if args.ci < 1:
         p.error("--ci needs at least 1 draw")
     epochs = args.epochs.split() if args.epochs else None
     try:
-        table = gather(args.exp, args.backend, epochs, args.chain, args.on_missing, ci=args.ci, ci_by=args.ci_by)
+        table = gather(args.exp, args.backend, epochs, args.chain, args.on_missing, ci=args.ci, ci_by=args.ci_by,
+                       calibrated=args.calibrated, calibration=args.calibration)
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"gather_results: {e}")
     print(table)
