@@ -14,7 +14,12 @@ path element indexes a list (``test_sets.0.trials=...``); setting below a scalar
 :data:`DEFAULTS`, ``model``, ``backend`` (:data:`BACKEND_KEYS`), ``test_sets`` entries, the optimizer's
 and lr policy's options); a misspelt key stops with "unknown key 'trainng' (did you mean 'training'?)"
 instead of being silently ignored. ``model.params`` are checked by the launcher against the model's
-constructor.
+constructor. ``extract.epochs`` lists epoch numbers or ``avg`` (``EXP/avg.params``, see
+``pipeline/average_checkpoints.py``).
+
+``training.init_from`` (a checkpoint path, default null) starts a new experiment from another one's
+weights (fine-tuning, ``pipeline/train.py``); like every training option it is part of
+:func:`training_record`, so a trained experiment refuses a config that names another start.
 
 :data:`DEFAULTS` fills what a config leaves out; the default SGD options fill the ``optimizer``
 section only when it names SGD (or no optimizer), since other optimizers take other options.
@@ -29,6 +34,7 @@ import re
 
 import yaml
 
+from subtools.pytorch.libs.training.checkpoint import parse_epoch
 from subtools.pytorch.libs.training.lr_scheduler import check_lr_scheduler_config
 from subtools.pytorch.libs.training.optim import check_optimizer_config
 from subtools.score.score_sets import BACKEND_ARGS, BACKEND_NAMES
@@ -43,7 +49,7 @@ DEFAULTS = {
     "lr_scheduler": {"name": "step", "step": {"step_size": 1, "gamma": 0.5}},
     "training": {"epochs": 6, "batch_size": 128, "num_workers": 2, "prefetch_factor": 2,
                  "report_interval": 100, "clip_grad_norm": 10.0, "seed": 1024, "amp": None,
-                 "progress_bar": True, "scale_lr": True, "sync_bn": True},
+                 "progress_bar": True, "scale_lr": True, "sync_bn": True, "init_from": None},
     "extract": {"position": "far", "epochs": None, "nj": 4, "max_chunk_frames": 10000, "min_frames": 1},
     "backend": {},
     "test_sets": [],
@@ -94,6 +100,14 @@ def validate(config):
         missing = sorted(TEST_SET_KEYS - set(test))
         if missing:
             problems.append(f"'test_sets.{i}' lacks {', '.join(missing)}")
+    epochs = (config.get("extract") or {}).get("epochs")
+    if epochs is not None and not isinstance(epochs, list):
+        problems.append(f"'extract.epochs' must be a list of epochs (numbers or avg), got {epochs!r}")
+    for epoch in epochs if isinstance(epochs, list) else []:
+        try:
+            parse_epoch(epoch)
+        except ValueError as e:
+            problems.append(f"'extract.epochs': {e}")
     for section, check in (("optimizer", check_optimizer_config), ("lr_scheduler", check_lr_scheduler_config)):
         try:
             check(config.get(section) or {})

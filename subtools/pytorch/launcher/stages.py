@@ -2,7 +2,7 @@
 
     python3 recipe/serialized-experiments/runSerialized-tdnn-xvector.py [--config conf/X.yaml]
         [--stage 0] [--endstage 4] [--train-stage -1] [--force] [--gpu-id ""|0|0,1,...] [--wait]
-        [--trust-blueprint] [--set key.sub=value ...]
+        [--trust-blueprint] [--init-from CHECKPOINT] [--set key.sub=value ...]
 
 Stages (each skips work already complete and redoes partial or outdated work; see the README):
 
@@ -15,9 +15,11 @@ Stages (each skips work already complete and redoes partial or outdated work; se
    from scratch, then ``EXP/<epoch>.params``; complete when ``<training.epochs>.params`` exists.
    ``--train-stage``: -1 resume from the latest checkpoint, 0 from scratch (``--force`` is the same), N from
    ``N.params``. ``--gpu-id`` with several ids runs ``torchrun --standalone --nproc_per_node=<#ids>``
-   (DDP, NCCL) with CUDA_VISIBLE_DEVICES=<ids>.
+   (DDP, NCCL) with CUDA_VISIBLE_DEVICES=<ids>. ``--init-from CHECKPOINT`` (= ``--set
+   training.init_from=CHECKPOINT``) starts from another experiment's weights (fine-tuning, see train.py).
 4. embeddings of ``backend.plda_train_set``, ``backend.cohort_set`` and every enroll/test set of
-   ``test_sets`` into ``EXP/<extract.position>_epoch_<E>/<set>/`` for each E of ``extract.epochs``.
+   ``test_sets`` into ``EXP/<extract.position>_epoch_<E>/<set>/`` for each E of ``extract.epochs``
+   (a number, or ``avg``: ``EXP/avg.params`` written by ``pipeline/average_checkpoints.py``).
 
 **What was made from old inputs is never reused.** A stage's marker records its options and the
 fingerprint of the data dir it read (table contents, and the identities of the arks its scp tables
@@ -36,6 +38,7 @@ The launcher holds the lock of ``EXP`` (a second launcher on it stops at once, o
 stages 0-2 and 4 also lock the data, egs and embedding dirs they write, which experiments may share.
 """
 import argparse
+import json
 import logging
 import os
 import subprocess
@@ -199,8 +202,8 @@ def stage4(config, gpu_ids, wait, trust_blueprint):
     absent = [e for e in opts["epochs"] if not os.path.isfile(ckpt.checkpoint_path(config["exp_dir"], e))]
     if absent:
         raise FileNotFoundError(f"stage 4: no checkpoint {config['exp_dir']}/<epoch>.params for extract.epochs "
-                                f"{absent}: train those epochs (stage 3) or set extract.epochs (default: "
-                                "[training.epochs])")
+                                f"{absent}: train those epochs (stage 3), average them (avg: "
+                                "average_checkpoints.py) or set extract.epochs (default: [training.epochs])")
     check_device(gpu_ids)
     for epoch in opts["epochs"]:
         for name in extract_sets(config):
@@ -265,13 +268,17 @@ def parse_args(argv, default_config, description):
                    help="'' or -1: CPU; '0': one GPU; '0,1,...': DDP over these GPUs with torchrun")
     p.add_argument("--wait", action="store_true", help=WAIT_HELP)
     p.add_argument("--trust-blueprint", action="store_true", help=ckpt.TRUST_HELP)
+    p.add_argument("--init-from", metavar="CHECKPOINT",
+                   help="start training from the weights of CHECKPOINT (another experiment's N.params or "
+                        "avg.params): the same as --set training.init_from=CHECKPOINT")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.SUB=VALUE",
                    help="override a config value (yaml-parsed), repeatable")
     return p.parse_args(argv)
 
 
 def run(args):
-    config = load_config(args.config, args.overrides)
+    overrides = args.overrides + ([f"training.init_from={json.dumps(args.init_from)}"] if args.init_from else [])
+    config = load_config(args.config, overrides)
     check_model_params(config)
     gpu_ids = [g for g in args.gpu_id.replace(" ", "").split(",") if g and g != "-1"]
     if len(gpu_ids) == 1:

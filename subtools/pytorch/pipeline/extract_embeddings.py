@@ -4,6 +4,10 @@
     python3 subtools/pytorch/pipeline/extract_embeddings.py --model-dir EXP --epoch E --nj N \\
         [--position far|near] [--device cpu|cuda] DATA OUTDIR
 
+``--epoch``: a number N (``EXP/N.params``) or ``avg`` (``EXP/avg.params``, average_checkpoints.py).
+On cuda the jobs compute in full float32 (TF32 off for matmuls and cuDNN convolutions), so the
+embeddings equal the CPU's to float32 rounding, not to TF32's 10-bit mantissa.
+
 Per utterance of ``DATA/feats.scp`` (needs ``DATA/vad.scp``): Kaldi sliding CMN (window
 ``--cmn-window``, centred), keep the voiced frames, then the model's ``extract_embedding`` on the whole
 utterance. Utterances longer than ``--max-chunk-frames`` are cut as ASV-subtools' extractor does:
@@ -42,7 +46,7 @@ from subtools.kaldi.fingerprint import content_hash
 from subtools.kaldi.lock import WAIT_HELP, locked
 from subtools.kaldi.nosil import NosilWorker, nosil_item
 from subtools.pytorch.libs.support.utils import setup_logging
-from subtools.pytorch.libs.training.checkpoint import TRUST_HELP, load_model, require_checkpoint
+from subtools.pytorch.libs.training.checkpoint import TRUST_HELP, load_model, parse_epoch, require_checkpoint
 
 logger = logging.getLogger("extract")
 
@@ -72,6 +76,9 @@ class EmbeddingWorker:
     def __init__(self, model_dir, epoch, position, max_chunk_frames, min_frames, cmn_window, device, threads,
                  trust_blueprint=False):
         torch.set_num_threads(threads)
+        if torch.device(device).type == "cuda":   # this job's process: no TF32 (see module docstring)
+            torch.backends.cuda.matmul.fp32_precision = "ieee"
+            torch.backends.cudnn.conv.fp32_precision = "ieee"
         self.model = load_model(model_dir, epoch, trust_blueprint).to(device)
         self.frames = NosilWorker(cmn_window)
         self.options = dict(max_chunk_frames=max_chunk_frames, min_frames=min_frames, position=position,
@@ -139,7 +146,8 @@ def _extract(model_dir, epoch, checkpoint, data_dir, out_dir, nj, position, max_
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model-dir", required=True, help="experiment dir (with config/ and <epoch>.params)")
-    p.add_argument("--epoch", type=int, required=True, help="use MODEL_DIR/<epoch>.params")
+    p.add_argument("--epoch", type=parse_epoch, required=True,
+                   help="use MODEL_DIR/<epoch>.params; avg: MODEL_DIR/avg.params (average_checkpoints.py)")
     p.add_argument("--nj", type=int, default=1, help="parallel jobs")
     p.add_argument("--position", choices=["far", "near"], default="far")
     p.add_argument("--max-chunk-frames", type=int, default=10000)

@@ -9,9 +9,18 @@ Reads ``EXP/config/config.yaml`` (the launcher's merged config) and the model re
     torchrun --standalone --nproc_per_node=2 subtools/pytorch/pipeline/train.py --exp-dir EXP --device cuda
 
 ``--train-stage``: -1 (default) resumes from the latest ``N.params`` (from scratch if none; nothing to do
-when all epochs are done); 0 starts from scratch; N resumes from ``N.params``. ``training.batch_size`` is
-per process. Under torchrun the backend is NCCL with ``--device cuda`` and gloo otherwise, and, as
-ASV-subtools' launcher (``utils.auto_scale_lr``, ``utils.convert_synchronized_batchnorm``):
+when all epochs are done); 0 starts from scratch; N resumes from ``N.params``.
+
+Fine-tuning: with ``training.init_from: CHECKPOINT`` (launcher ``--init-from``) a start from scratch
+loads that checkpoint's model weights (``checkpoint.init_weights_from``: the classifier is
+re-initialised when the number of speakers differs, any other mismatch is an error naming the
+parameter); the optimizer, lr policy and RNG start fresh. The log says what was loaded, and
+``config/init_from.yaml`` records the checkpoint, its sha1 and the classifier's fate. A resumed run
+(``--train-stage -1`` or N > 0) continues from its own checkpoints and never reads CHECKPOINT again.
+
+``training.batch_size`` is per process. Under torchrun (even with one process) the backend is NCCL
+with ``--device cuda`` and gloo otherwise, and, as ASV-subtools' launcher (``utils.auto_scale_lr``,
+``utils.convert_synchronized_batchnorm``):
 ``training.scale_lr`` multiplies ``optimizer.lr`` by the number of processes, ``training.sync_bn``
 turns every BatchNorm into ``torch.nn.SyncBatchNorm`` (batch statistics over all processes; GPU only:
 torch's SyncBatchNorm refuses CPU tensors, so on CPU it is skipped with a warning).
@@ -29,8 +38,8 @@ from subtools.kaldi.fileio import atomic_write
 from subtools.pytorch.libs.egs.egs import ChunkEgs, make_train_loader, make_valid_loader
 from subtools.pytorch.libs.support.utils import set_seed, setup_logging
 from subtools.pytorch.libs.training import distributed
-from subtools.pytorch.libs.training.checkpoint import (PENDING_CONFIG, TRUST_HELP, build_model, latest_epoch,
-                                                       promote_pending_run)
+from subtools.pytorch.libs.training.checkpoint import (PENDING_CONFIG, TRUST_HELP, build_model, init_weights_from,
+                                                       latest_epoch, promote_pending_run)
 from subtools.pytorch.libs.training.lr_scheduler import LRSchedulerWrapper
 from subtools.pytorch.libs.training.optim import get_optimizer
 from subtools.pytorch.libs.training.trainer import SimpleTrainer
@@ -58,7 +67,9 @@ def train(exp_dir, train_stage=-1, device_type="cpu", pending=False, trust_bluep
     device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
     set_seed(int(opts["seed"]))
     model = build_model(exp_dir, trust_blueprint, config_dir)
-    if world_size > 1 and opts.get("sync_bn", True):
+    if start == 0 and opts.get("init_from"):
+        start_from(model, opts["init_from"], config_dir, rank)
+    if distributed.is_distributed() and opts.get("sync_bn", True):
         model = distributed.sync_batchnorm(model, use_cuda)
     if rank == 0:
         info = model.get_model_info()
@@ -66,7 +77,7 @@ def train(exp_dir, train_stage=-1, device_type="cpu", pending=False, trust_bluep
         with atomic_write(os.path.join(config_dir, "model_info.yaml")) as f:
             yaml.safe_dump(info, f)
     optimizer_config = config["optimizer"]
-    if world_size > 1 and opts.get("scale_lr", True):
+    if distributed.is_distributed() and opts.get("scale_lr", True):
         optimizer_config = distributed.scale_lr(optimizer_config, world_size)
     optimizer = get_optimizer(model.parameters(), optimizer_config)
     scheduler = LRSchedulerWrapper(optimizer, config["lr_scheduler"])
@@ -90,6 +101,16 @@ def train(exp_dir, train_stage=-1, device_type="cpu", pending=False, trust_bluep
     finally:
         distributed.cleanup()
     return trainer.core
+
+
+def start_from(model, checkpoint, config_dir, rank=0):
+    """Fine-tuning start: ``checkpoint``'s weights into ``model`` (see module docstring); rank 0 writes
+    ``config_dir/init_from.yaml``."""
+    record = init_weights_from(model, checkpoint)
+    logger.info("initialised from %s (sha1 %s): %s", checkpoint, record["sha1"], record["classifier"])
+    if rank == 0:
+        with atomic_write(os.path.join(config_dir, "init_from.yaml")) as f:
+            yaml.safe_dump(record, f, sort_keys=False)
 
 
 def main(argv=None):

@@ -18,6 +18,14 @@ which the copy is loaded. Checkpoints load with ``torch.load(weights_only=True)`
 ``optimizer``, ``lr_scheduler``, ``scaler`` (AMP, or None), ``rng`` (python/numpy/torch/cuda states, see
 ``support.utils.get_rng_state``). Written atomically; loaded with ``torch.load(weights_only=True)``.
 The sampler state is the epoch itself (order = f(seed, epoch)).
+
+``EXP/avg.params`` (``pipeline/average_checkpoints.py``): ``model`` (the mean weights),
+``averaged_epochs`` and ``sources`` ({epoch: sha1 of its checkpoint}); the epoch name ``avg``
+(:data:`AVERAGE`) reads it wherever an epoch number is accepted (``load_model``, extraction's
+``--epoch``, ``extract.epochs``). It is never resumed from.
+
+Fine-tuning (``training.init_from``): :func:`init_weights_from` loads another checkpoint's weights into a
+freshly built model, the classifier (the loss layer, ``loss.*``) only where it fits.
 """
 import glob
 import os
@@ -30,6 +38,7 @@ import yaml
 
 from subtools import REPO_ROOT
 from subtools.kaldi.fileio import atomic_write
+from subtools.kaldi.fingerprint import content_hash
 from subtools.pytorch.libs.nnet.framework import load_blueprint
 
 TRUST_HELP = ("build the model from EXP/config/blueprint.py even when it differs from the project's own model "
@@ -102,6 +111,20 @@ def build_model(exp_dir, trust_blueprint=False, config_dir=None):
         raise ValueError(f"{config_dir}/params.dict (model.params): {nnet['class']}: {e}") from None
 
 
+AVERAGE = "avg"       # the epoch name of the averaged checkpoint EXP/avg.params
+
+
+def parse_epoch(text):
+    """An epoch name of the command line or a config: a positive int, or ``avg``; ValueError otherwise."""
+    name = str(text).strip()
+    if name == AVERAGE:
+        return AVERAGE
+    if not name.isdigit() or int(name) < 1:
+        raise ValueError(f"an epoch is a positive number (EXP/<N>.params) or '{AVERAGE}' (EXP/{AVERAGE}.params, "
+                         f"written by average_checkpoints.py), got {text!r}")
+    return int(name)
+
+
 def checkpoint_path(exp_dir, epoch):
     return os.path.join(exp_dir, f"{epoch}.params")
 
@@ -120,7 +143,7 @@ def latest_epoch(exp_dir):
 
 PENDING_CONFIG = "config.new"      # the record of a retraining that has not saved a checkpoint yet
 PREVIOUS_RUN = "previous_run"      # the run a retraining replaced
-_OF_A_RUN = re.compile(r"^(\d+\.params|(far|near)_epoch_\d+|.*\.results|det_.*\.png|config)$")
+_OF_A_RUN = re.compile(r"^((\d+|avg)\.params|(far|near)_epoch_(\d+|avg)|.*\.results|det_.*\.png|config)$")
 
 
 def keep_training_log(exp_dir):
@@ -165,8 +188,9 @@ def require_checkpoint(exp_dir, epoch):
     """``EXP/<epoch>.params``; FileNotFoundError naming it and the epochs that exist when it is absent."""
     path = checkpoint_path(exp_dir, epoch)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint {path} does not exist ({_epochs_note(exp_dir)}; train with launcher "
-                                "stage 3 or pick an existing epoch)")
+        make = ("average epochs with average_checkpoints.py" if epoch == AVERAGE
+                else "train with launcher stage 3 or pick an existing epoch")
+        raise FileNotFoundError(f"checkpoint {path} does not exist ({_epochs_note(exp_dir)}; {make})")
     return path
 
 
@@ -183,8 +207,69 @@ def load_checkpoint(path):
 
 
 def load_model(exp_dir, epoch, trust_blueprint=False):
-    """The model of ``EXP/config`` with the weights of ``EXP/<epoch>.params``, in eval mode."""
+    """The model of ``EXP/config`` with the weights of ``EXP/<epoch>.params`` (``epoch`` a number or
+    ``avg``), in eval mode."""
     path = require_checkpoint(exp_dir, epoch)
     model = build_model(exp_dir, trust_blueprint)
     model.load_state_dict(load_checkpoint(path)["model"])
     return model.eval()
+
+
+CLASSIFIER = "loss."     # state-dict prefix of the classifier (the loss layer), re-initialised when it does not fit
+
+
+def _classifier_weight(state):
+    """The ``[classes, dim]`` matrix of a classifier state (``loss.weight`` of a margin loss or
+    ``loss.affine.weight`` of softmax) and its key; ``(None, None)`` if neither."""
+    for key in ("loss.weight", "loss.affine.weight"):
+        if key in state:
+            return key, state[key]
+    return None, None
+
+
+def init_weights_from(model, path):
+    """Load the weights of checkpoint ``path`` (``state["model"]`` only; ``weights_only`` load) into
+    ``model`` to start a fine-tuning. Every parameter and buffer outside the classifier must exist in
+    both with the same shape (ValueError naming the first that does not). The classifier is taken whole
+    when it has the same keys and shapes; a softmax classifier's weight goes into a margin loss's
+    ``loss.weight`` and back (the bias keeps its fresh zeros), as ASV-subtools' ``rename_transform_keys``
+    for ``transfer_from: softmax_loss``; with another number of classes (speakers) the classifier keeps
+    its fresh initialisation. Returns ``{"checkpoint", "sha1", "classifier"}``, the last a sentence for the
+    log."""
+    sha1 = content_hash(path)
+    source = load_checkpoint(path)
+    if not isinstance(source, dict) or not isinstance(source.get("model"), dict):
+        raise ValueError(f"checkpoint {path} holds no model weights ('model' entry)")
+    source, target = source["model"], model.state_dict()
+    body = sorted(k for k in target if not k.startswith(CLASSIFIER))
+    missing = [k for k in body if k not in source]
+    unexpected = sorted(k for k in source if not k.startswith(CLASSIFIER) and k not in target)
+    if missing or unexpected:
+        raise ValueError(f"--init-from {path}: not this model's layers (missing: {', '.join(missing[:5]) or '-'}; "
+                         f"unexpected: {', '.join(unexpected[:5]) or '-'}); the model config must build the same "
+                         "network as the checkpoint's, except the loss layer")
+    for key in body:
+        if source[key].shape != target[key].shape:
+            raise ValueError(f"--init-from {path}: parameter {key} has shape {list(source[key].shape)} in the "
+                             f"checkpoint and {list(target[key].shape)} in this model")
+    merged = {**target, **{k: source[k] for k in body}}
+    source_key, source_weight = _classifier_weight(source)
+    target_key, target_weight = _classifier_weight(target)
+    classifier_keys = {k for k in target if k.startswith(CLASSIFIER)}
+    same = classifier_keys == {k for k in source if k.startswith(CLASSIFIER)} and all(
+        source[k].shape == target[k].shape for k in classifier_keys)
+    if same:
+        merged.update({k: source[k] for k in classifier_keys})
+        note = f"classifier loaded ({', '.join(sorted(classifier_keys)) or 'no parameters'})"
+    elif source_weight is not None and target_weight is not None and source_weight.shape == target_weight.shape:
+        merged[target_key] = source_weight
+        note = f"classifier weight {source_key} loaded as {target_key} ({target_weight.shape[0]} classes)"
+    else:
+        note = (f"classifier re-initialised: the checkpoint has {_classes(source_weight)} classes, this model "
+                f"{_classes(target_weight)} (another training set's speakers)")
+    model.load_state_dict(merged)
+    return {"checkpoint": path, "sha1": sha1, "classifier": note}
+
+
+def _classes(weight):
+    return "no" if weight is None else weight.shape[0]

@@ -1,7 +1,8 @@
 """torch.distributed helpers for runs under ``torchrun`` (NCCL on GPU, gloo on CPU).
 
-Outside torchrun (no ``WORLD_SIZE`` in the environment, or 1) everything is a single process and the
-helpers are no-ops. ``scale_lr`` and ``sync_batchnorm`` are ASV-subtools' multi-GPU launcher policies
+Outside torchrun (no ``WORLD_SIZE`` in the environment) everything is a single process and the
+helpers are no-ops. Under torchrun the process group is joined even with one process (so a one-GPU
+``torchrun --nproc_per_node=1`` run goes through NCCL and DDP: ``bench/gpu_check.sh``). ``scale_lr`` and ``sync_batchnorm`` are ASV-subtools' multi-GPU launcher policies
 (``libs/support/utils.py``: ``auto_scale_lr``, ``convert_synchronized_batchnorm``), applied by
 ``pipeline/train.py`` under DDP when ``training.scale_lr`` / ``training.sync_bn`` are true.
 """
@@ -19,7 +20,7 @@ def init_from_env(use_cuda):
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if world_size > 1 and not dist.is_initialized():
+    if "WORLD_SIZE" in os.environ and not dist.is_initialized():
         if use_cuda:
             torch.cuda.set_device(local_rank)
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
@@ -47,7 +48,8 @@ def sync_batchnorm(model, use_cuda):
 
 
 def is_distributed():
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    """A process group is joined (under torchrun, any number of processes)."""
+    return dist.is_available() and dist.is_initialized()
 
 
 def all_reduce_sum(tensor):

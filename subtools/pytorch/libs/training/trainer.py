@@ -2,9 +2,10 @@
 
 The model follows the project's blueprint interface: ``outputs = model(x: [B, F, T])``,
 ``loss, logits = model.get_loss(outputs, targets: [B])``, ``model.step(epoch_progress)`` for margin
-warm-up. Per iteration: margin warm-up and lr policy updated with the fractional epoch, forward under
-autocast (``amp: bf16|fp16`` on CUDA only; fp16 uses a GradScaler), NaN guard, backward, gradient
-clipping, optimizer step. Every ``report_interval`` iterations (and at the end of each epoch) the
+warm-up. Per iteration: margin warm-up and lr policy updated with the fractional epoch, then
+:meth:`SimpleTrainer.train_step` (also what ``bench/gpu_check.py`` times): forward under autocast
+(``amp: bf16|fp16`` on CUDA only; fp16 uses a GradScaler), NaN guard, backward, gradient clipping,
+optimizer step. Every ``report_interval`` iterations (and at the end of each epoch) the
 training averages and the validation loss/accuracy go to the reporter. After each epoch the lr policy
 steps and rank 0 writes ``EXP/<epoch>.params`` (see ``checkpoint.py``).
 
@@ -12,7 +13,8 @@ Determinism: data order is a function of (seed, epoch) (DistributedSampler), aug
 (seed, epoch, index), and every global RNG is saved in the checkpoint, so resuming from ``N.params``
 reproduces the uninterrupted run (bit-exact on CPU).
 
-DDP: under torchrun with ``world_size > 1`` the model is wrapped in DistributedDataParallel; each
+DDP: under torchrun (a process group joined, even of one process) the model is wrapped in
+DistributedDataParallel; each
 iteration's loss is summed over ranks (one scalar all-reduce) so every rank sees the same value for the
 NaN guard; report averages are all-reduced; validation runs on rank 0 and its result is broadcast (the
 reduceP policy must see the same metric everywhere); after each epoch rank 0's buffers (BatchNorm
@@ -43,7 +45,7 @@ class SimpleTrainer:
         self.core = model.to(device)
         self.device = device
         self.model = self.core
-        if world_size > 1:
+        if distributed.is_distributed():
             self.model = DistributedDataParallel(
                 self.core, device_ids=[device.index] if device.type == "cuda" else None)
         self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
@@ -111,6 +113,32 @@ class SimpleTrainer:
             f"{what} is {value} at epoch {epoch + 1}, iteration {iteration}: training stopped; {last} "
             f"(lower the lr, check the features for NaN/inf, or resume with --train-stage {epoch})")
 
+    def train_step(self, x, y, epoch=0, iteration=1):
+        """One update on the batch ``x [B, F, T]``, ``y [B]`` (on the device): forward under autocast,
+        loss summed over ranks (NaN guard; ``epoch``/``iteration`` name the place in its message), backward
+        (scaled for fp16), clipping, optimizer step. Returns ``(loss, loss summed over ranks, logits)``."""
+        with self._autocast():
+            loss, logits = self.core.get_loss(self.model(x), y)
+        loss_sum = distributed.all_reduce_sum(loss.detach().double().clone())
+        if not torch.isfinite(loss_sum):
+            self._nonfinite("the training loss", loss_sum.item() / self.world_size, epoch, iteration)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            loss.backward()
+        if self.clip_grad_norm:
+            norm = torch.nn.utils.clip_grad_norm_(self.core.parameters(), float(self.clip_grad_norm))
+            if self.scaler is None and not torch.isfinite(norm):
+                self._nonfinite("the gradient norm", norm.item(), epoch, iteration)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        return loss, loss_sum, logits
+
     def train_epoch(self, epoch, reporter):
         loader = self.train_loader
         loader.sampler.set_epoch(epoch)
@@ -128,26 +156,7 @@ class SimpleTrainer:
             self.core.step(progress)
             self.lr_scheduler.on_iteration(progress)
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            with self._autocast():
-                loss, logits = self.core.get_loss(self.model(x), y)
-            loss_sum = distributed.all_reduce_sum(loss.detach().double().clone())
-            if not torch.isfinite(loss_sum):
-                self._nonfinite("the training loss", loss_sum.item() / self.world_size, epoch, i + 1)
-            self.optimizer.zero_grad(set_to_none=True)
-            if self.scaler is not None:
-                self.scaler.scale(loss).backward()
-                self.scaler.unscale_(self.optimizer)
-            else:
-                loss.backward()
-            if self.clip_grad_norm:
-                norm = torch.nn.utils.clip_grad_norm_(self.core.parameters(), float(self.clip_grad_norm))
-                if self.scaler is None and not torch.isfinite(norm):
-                    self._nonfinite("the gradient norm", norm.item(), epoch, i + 1)
-            if self.scaler is not None:
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-            else:
-                self.optimizer.step()
+            loss, loss_sum, logits = self.train_step(x, y, epoch, i + 1)
             correct = (logits.detach().argmax(1) == y).sum()
             totals += torch.stack([loss.detach().double() * len(y), correct.double(),
                                    torch.tensor(float(len(y)), dtype=torch.float64, device=self.device)])
