@@ -13,7 +13,7 @@ plumbing (its figures mean nothing). One part alone: ``python3 bench/gpu_check.p
   statistics-pooling baseline (conf/xvector-stats.yaml), 80-dim input, 5,994 classes, batch 512 x 200
   frames, in fp32 and under bf16 / fp16 autocast (fp16 with a GradScaler): the trainer's own
   ``SimpleTrainer.train_step`` with each config's optimizer and gradient clipping, best (median) of 3
-  timings of 10 steps after 3 warm-up steps. Writes ``step_rates.json`` for ``loader``.
+  timings of 5 steps after 3 warm-up steps. Writes ``step_rates.json`` for ``loader``.
 * ``ddp``: synthetic features -> launcher stages 0-3 on one GPU (the plain run), then the same
   experiment's ``train.py`` under ``torchrun --nproc_per_node=1`` (NCCL, DDP, SyncBatchNorm): the
   two checkpoints compared (GPU kernels are not bitwise deterministic: a small difference is expected).
@@ -41,22 +41,21 @@ import numpy as np
 import torch
 import yaml
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
-from subtools.kaldi.fileio import read_table  # noqa: E402
-from subtools.pytorch.launcher.config import load_config  # noqa: E402
-from subtools.pytorch.libs.egs.egs import ChunkEgs, make_chunk_egs, make_train_loader  # noqa: E402
-from subtools.pytorch.libs.nnet.framework import load_blueprint  # noqa: E402
-from subtools.pytorch.libs.support.synthetic import make_feature_dir  # noqa: E402
-from subtools.pytorch.libs.support.utils import set_seed  # noqa: E402
-from subtools.pytorch.libs.training.checkpoint import (build_model, load_checkpoint, resolve_blueprint,  # noqa: E402
+from subtools.kaldi.fileio import read_table
+from subtools.pytorch.launcher.config import load_config
+from subtools.pytorch.libs.egs.egs import ChunkEgs, make_chunk_egs, make_train_loader
+from subtools.pytorch.libs.nnet.framework import load_blueprint
+from subtools.pytorch.libs.support.synthetic import make_feature_dir
+from subtools.pytorch.libs.support.utils import set_seed
+from subtools.pytorch.libs.training.checkpoint import (build_model, load_checkpoint, resolve_blueprint,
                                                        save_checkpoint, write_model_config)
-from subtools.pytorch.libs.training.lr_scheduler import LRSchedulerWrapper  # noqa: E402
-from subtools.pytorch.libs.training.optim import get_optimizer  # noqa: E402
-from subtools.pytorch.libs.training.trainer import SimpleTrainer  # noqa: E402
+from subtools.pytorch.libs.training.lr_scheduler import LRSchedulerWrapper
+from subtools.pytorch.libs.training.optim import get_optimizer
+from subtools.pytorch.libs.training.trainer import SimpleTrainer
 
-PARTS = {"throughput": 80, "ddp": 100, "extract": 70, "loader": 50}   # time limit of each part, seconds
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+PARTS = {"throughput": 70, "ddp": 100, "extract": 80, "loader": 50}   # time limit of each part, seconds
 MODELS = {"serialized (paper)": "conf/serialized-tdnn-xvector.yaml", "stats baseline": "conf/xvector-stats.yaml"}
 FEAT_DIM, NUM_TARGETS = 80, 5994
 
@@ -70,7 +69,8 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def paper_model(config_path, num_targets):
+def config_model(config_path, num_targets):
+    """``(merged config, model)`` of a shipped experiment config, 80-dim input."""
     cfg = load_config(os.path.join(REPO, config_path))
     cls = load_blueprint(resolve_blueprint(cfg["model"]["blueprint"]), cfg["model"]["class"])
     return cfg, cls(FEAT_DIM, num_targets, **cfg["model"]["params"])
@@ -94,7 +94,7 @@ def step_time(trainer, x, y, device, steps, repeats=3):
 
 def throughput(args):
     device = torch.device(args.device)
-    batch, frames, steps = (8, 50, 2) if args.quick else (512, 200, 10)
+    batch, frames, steps = (8, 50, 2) if args.quick else (512, 200, 5)
     x = torch.randn(batch, FEAT_DIM, frames, device=device)
     y = torch.randint(0, NUM_TARGETS, (batch,), device=device)
     rates, failures = {}, 0
@@ -102,7 +102,7 @@ def throughput(args):
         for name, config_path in MODELS.items():
             try:
                 set_seed(0)
-                cfg, model = paper_model(config_path, NUM_TARGETS)
+                cfg, model = config_model(config_path, NUM_TARGETS)
                 optimizer = get_optimizer(model.parameters(), cfg["optimizer"])
                 trainer = SimpleTrainer(model, optimizer, LRSchedulerWrapper(optimizer, cfg["lr_scheduler"]), None,
                                         None, args.work, 1, device=device,
@@ -117,7 +117,7 @@ def throughput(args):
                       f"{memory:.1f} GiB", flush=True)
             except Exception as e:  # one failing configuration (e.g. out of memory) must not hide the others
                 failures += 1
-                result(f"throughput {name} {precision}: FAILED: {type(e).__name__}: {str(e).splitlines()[0]}")
+                result(f"throughput {name} {precision}: FAILED: {type(e).__name__}: {(str(e).splitlines() or [''])[0]}")
             finally:
                 trainer = model = optimizer = None
                 if device.type == "cuda":
@@ -202,7 +202,7 @@ def extract_check(args):
     for name, config_path in MODELS.items():
         exp = os.path.join(args.work, name.split()[0])
         set_seed(0)
-        cfg, _ = paper_model(config_path, NUM_TARGETS)
+        cfg, _ = config_model(config_path, NUM_TARGETS)
         write_model_config(exp, cfg["model"], FEAT_DIM, NUM_TARGETS)
         save_checkpoint(os.path.join(exp, "1.params"), {"model": build_model(exp).state_dict()})
         outputs = {}

@@ -15,8 +15,6 @@ import argparse
 import logging
 import sys
 
-import torch
-
 from subtools.cli import run_cli
 from subtools.kaldi.fingerprint import content_hash
 from subtools.pytorch.libs.support.utils import setup_logging
