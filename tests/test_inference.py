@@ -25,7 +25,8 @@ from subtools.compute_vad import run_compute_vad
 from subtools.inference import SpeakerModel, package
 from subtools.inference.audio_input import load_waveform
 from subtools.inference.frontend import Frontend
-from subtools.inference.network import EmbeddingNetwork, OnnxNetwork, TorchScriptNetwork, export_onnx, export_torchscript
+from subtools.inference.network import (EmbeddingNetwork, OnnxNetwork, TorchScriptNetwork, export_onnx,
+                                        export_torchscript)
 from subtools.kaldi.fileio import read_table, write_lines, write_table
 from subtools.make_features import make_features
 from subtools.pytorch.libs.nnet.framework import load_blueprint
@@ -137,9 +138,10 @@ POOLINGS = {
     "multihead": ("xvector.py", "Xvector", {"pooling": "multihead", "pooling_params": {"num_heads": 4}}),
     "serialized": ("xvector.py", "Xvector", {"pooling": "serialized", "pooling_params": {
         "d_model": 32, "num_layers": 2, "num_heads": 2, "d_ff": 64}}),
-    "serialized-authors": ("serialized-tdnn-xvector.py", "SerializedXvector", {"channels": [32, 32, 32], "pooling_params": {
-        "d_model": 32, "num_layers": 3, "num_heads": 1, "d_ff": 64, "refine": "utterance", "att_dim": 16,
-        "value_proj": False, "out_dim": 32, "pre_norm": True, "layer_norm_eps": 1e-6}}),
+    "serialized-authors": ("serialized-tdnn-xvector.py", "SerializedXvector", {
+        "channels": [32, 32, 32], "pooling_params": {
+            "d_model": 32, "num_layers": 3, "num_heads": 1, "d_ff": 64, "refine": "utterance", "att_dim": 16,
+            "value_proj": False, "out_dim": 32, "pre_norm": True, "layer_norm_eps": 1e-6}}),
 }
 
 
@@ -218,7 +220,8 @@ def test_bad_input_is_named_and_writes_nothing(exp, tmp_path):
         assert path in cli_error("verify", "--model", exp.model, f"{good},{path}", good)
     # a wav.scp entry is named by its key
     write_table(tmp_path / "wav.scp", {"u1": good, "u2": str(tmp_path / "silence.wav")})
-    message = cli_error("embed", "--model", exp.model, "--out", str(tmp_path / "o"), "--wav-scp", str(tmp_path / "wav.scp"))
+    message = cli_error("embed", "--model", exp.model, "--out", str(tmp_path / "o"),
+                        "--wav-scp", str(tmp_path / "wav.scp"))
     assert "u2" in message and "no voiced frame" in message and not (tmp_path / "o").exists()
     # two files with one name
     os.makedirs(tmp_path / "d")
@@ -236,7 +239,8 @@ def test_bad_input_is_named_and_writes_nothing(exp, tmp_path):
     # as a user sees it: exit status 1, one line on stderr, nothing on stdout
     proc = run("subtools/speaker.py", "verify", "--model", exp.model, good, str(tmp_path / "missing.wav"), check=False)
     assert proc.returncode == 1 and proc.stdout == "" and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1] == f"speaker.py: error: {tmp_path / 'missing.wav'}: audio file not found"
+    expected = f"speaker.py: error: {tmp_path / 'missing.wav'}: audio file not found"
+    assert proc.stderr.strip().splitlines()[-1] == expected
 
 
 def test_untrusted_blueprint_needs_trust_but_exported_runtimes_do_not(exp, tmp_path):
@@ -322,7 +326,8 @@ def test_export_is_atomic_and_checks_its_inputs(exp, tmp_path, monkeypatch):
         raise KeyboardInterrupt
     monkeypatch.setattr(export_model, "calibrate", killed)
     with pytest.raises(KeyboardInterrupt):
-        export_model.export(str(exp.exp), 1, str(out), calibration_trials=str(exp.data / "mini_dev" / "trials" / "mini-dev"),
+        export_model.export(str(exp.exp), 1, str(out),
+                            calibration_trials=str(exp.data / "mini_dev" / "trials" / "mini-dev"),
                             calibration_set=str(exp.data / "mini_dev"), log=lambda *_: None)
     assert os.listdir(tmp_path) == []                                   # no package, no temp dir
     monkeypatch.undo()

@@ -329,13 +329,15 @@ def main(argv=None):
     p.add_argument("--out", required=True, help="the model package directory to write")
     p.add_argument("--backend", choices=["plda", "cosine"], default="plda",
                    help="back-end chain: the config's backend.chain (plda) or backend.cosine_chain (cosine)")
-    p.add_argument("--calibration-trials", help="labelled trials to calibrate on (speakers held out from train and test)")
+    p.add_argument("--calibration-trials",
+                   help="labelled trials to calibrate on (speakers held out from train and test)")
     p.add_argument("--calibration-set", help="data dir (wav.scp) or embedding dir (xvector.scp) of those trials' keys")
     p.add_argument("--p-target", type=float, default=0.01,
                    help="target prior of the calibration fit and of the decision threshold (default 0.01)")
     p.add_argument("--vad-conf", default="conf/vad.conf", help="the VAD conf the experiment's data used "
                    "(default %(default)s, as recipe/voxceleb/prepare.sh); checked against DATA/vad.scp")
-    p.add_argument("--vad-fix-context", action="store_true", help="the data's VAD ran with compute_vad.py --fix-context")
+    p.add_argument("--vad-fix-context", action="store_true",
+                   help="the data's VAD ran with compute_vad.py --fix-context")
     p.add_argument("--data-dir", help="data dir whose conf/ holds the experiment's feature options "
                    "(default <data_root>/<train_set> of the config)")
     p.add_argument("--trust-blueprint", action="store_true", help=TRUST_HELP)
