@@ -16,23 +16,32 @@ Utterances whose features/audio fail are skipped and listed in ``DATA/log/comput
 utterances with no voiced frame are kept and listed in ``DATA/log/vad.zero_voiced`` (make_nosil.py
 skips them).
 
+``make_features.py --vad-conf`` makes the same vad.scp in the feature pass, from the audio it has just
+decoded (:class:`SamePassVad`: one read of the audio per utterance instead of two).
+
 The VAD conf is read and checked before anything runs: an unknown option or a value Kaldi asserts on
 (``--vad-proportion-threshold`` outside (0, 1), negative ``--vad-frames-context`` or
 ``--vad-energy-mean-scale``) stops the command with ``file:line``. ``--check-conf`` does only that.
 """
 import argparse
+import io
 import os
 import sys
 
 import kaldiio
 
-from subtools.kaldi.ark_jobs import report_failed, report_items, run_jobs
+from subtools.kaldi.ark_jobs import KALDI_COMPRESSION_AUTO, report_failed, report_items, run_jobs
 from subtools.kaldi.audio import read_audio
 from subtools.kaldi.data_dir import read_sorted_table
 from subtools.kaldi.features import FEATURE_TYPES, FeatureExtractor
 from subtools.kaldi.fileio import read_table, write_lines, write_table
 from subtools.kaldi.lock import WAIT_HELP, locked
 from subtools.kaldi.vad import compute_vad, read_vad_conf
+
+
+def check_frames(utt, energy, frames):
+    if len(energy) != int(frames):
+        raise ValueError(f"utterance {utt}: audio gives {len(energy)} frames but the features have {frames}")
 
 
 class FeatsEnergy:
@@ -55,8 +64,7 @@ class AudioEnergy:
         frames, entry = value.split("\t", 1)
         wave, _ = read_audio(entry, utt, expected_rate=self.extractor.sample_rate, channel=self.extractor.channel)
         energy = self.extractor.frame_log_energy(wave)
-        if len(energy) != int(frames):
-            raise ValueError(f"utterance {utt}: audio gives {len(energy)} frames but utt2num_frames says {frames}")
+        check_frames(utt, energy, frames)
         return energy
 
 
@@ -68,6 +76,34 @@ class VadWorker:
 
     def __call__(self, utt, value):
         return compute_vad(self.energy(utt, value), **self.vad_opts)
+
+
+class SamePassVad:
+    """The VAD of one utterance from the feature pass's audio and features: (utt, wave ``[N]``, feats
+    ``[T, D]``) -> 0/1 float32 ``[T]``, equal to what this script computes afterwards with ``--source
+    auto``: from the features' log-energy column as it is stored (after Kaldi compression when the
+    features are compressed), else from the raw log-energy of the same audio."""
+
+    def __init__(self, extractor, vad_opts, compress):
+        self.extractor, self.vad_opts, self.compress = extractor, vad_opts, compress
+        self.column = extractor.energy_column()
+
+    def stored(self, feats):
+        """``feats`` as read back from the ark."""
+        if not self.compress:
+            return feats
+        buffer = io.BytesIO()
+        kaldiio.save_ark(buffer, {"u": feats}, compression_method=KALDI_COMPRESSION_AUTO)
+        buffer.seek(0)
+        return next(iter(kaldiio.load_ark(buffer)))[1]
+
+    def __call__(self, utt, wave, feats):
+        if self.column is not None:
+            energy = self.stored(feats)[:, self.column]
+        else:
+            energy = self.extractor.frame_log_energy(wave)
+            check_frames(utt, energy, feats.shape[0])
+        return compute_vad(energy, **self.vad_opts)
 
 
 def energy_source(data, extractor, source):
@@ -119,7 +155,7 @@ def _compute_vad(data, vad_opts, nj, fix_context, source, feat_type, feat_conf):
     items, energy, what = energy_source(data, extractor, source)
     print(f"compute_vad: {data}: energy = {what}", file=sys.stderr)
     name = f"vad_{os.path.basename(os.path.normpath(data))}"
-    vad_scp, zero_path = os.path.join(data, "vad.scp"), os.path.join(data, "log", "vad.zero_voiced")
+    vad_scp, zero_path = vad_outputs(data)
     stamp = f"{sorted(vad_opts.items())} {what} {extractor.stamp()}"
     result = run_jobs(
         items, lambda: VadWorker(energy, vad_opts), os.path.abspath(os.path.join(data, "data")), name, nj,
@@ -134,13 +170,25 @@ def _compute_vad(data, vad_opts, nj, fix_context, source, feat_type, feat_conf):
         return scp, failed, list(read_table(zero_path))
     if not scp:
         raise RuntimeError(f"compute_vad: all utterances of {data} failed; nothing written")
+    return scp, failed, write_vad(data, scp)
+
+
+def vad_outputs(data):
+    """The merged files a VAD run writes: ``DATA/vad.scp`` and ``DATA/log/vad.zero_voiced``."""
+    return os.path.join(data, "vad.scp"), os.path.join(data, "log", "vad.zero_voiced")
+
+
+def write_vad(data, scp):
+    """Write the merged VAD ``scp`` {utt: ark entry} as DATA/vad.scp, after listing the utterances with no
+    voiced frame in DATA/log/vad.zero_voiced (warned); returns that list."""
+    vad_scp, zero_path = vad_outputs(data)
     zero = [u for u, entry in scp.items() if not kaldiio.load_mat(entry).any()]
     write_lines(zero_path, zero)
     if zero:
-        print(f"WARNING: compute_vad: {len(zero)} utterances have no voiced frame (listed in {zero_path})",
+        print(f"WARNING: {len(zero)} utterances of {data} have no voiced frame (listed in {zero_path})",
               file=sys.stderr)
     write_table(vad_scp, scp)
-    return scp, failed, zero
+    return zero
 
 
 def main(argv=None):

@@ -13,6 +13,12 @@ Reads ``DATA/wav.scp``; writes ``DATA/data/raw_<type>_<set>.<job>.ark/.scp`` per
 compute_vad.py; mfcc_pitch also ``DATA/conf/pitch.conf`` and ``DATA/conf/pitch_postprocess.conf``),
 ``DATA/utt2num_frames`` and, last, ``DATA/feats.scp``.
 
+``--vad-conf FILE`` also makes the energy VAD (Kaldi compute-vad options in FILE) in the same pass, from
+the audio each job has just decoded: ``DATA/vad.scp`` and ``DATA/log/vad.zero_voiced``, equal to what
+``compute_vad.py --conf FILE DATA`` writes afterwards (which would read the audio a second time when the
+features carry no log-energy, e.g. our 80-dim fbank). Its arks are ``raw_<type>_<set>_vad.<job>.ark``;
+the feature jobs' stamp covers the VAD options.
+
 Every option file is read and checked before any job starts: an unknown option, a malformed value or
 a value Kaldi refuses (e.g. ``--num-mel-bins=2``, ``--low-freq`` at or above the resolved high
 frequency, ``--min-f0`` >= ``--max-f0``) stops the command with ``file:line`` and writes nothing.
@@ -29,39 +35,44 @@ import os
 import sys
 import zlib
 
+from subtools.compute_vad import SamePassVad, vad_outputs, write_vad
 from subtools.kaldi.ark_jobs import report_failed, report_items, run_jobs
 from subtools.kaldi.audio import AudioError, read_audio
 from subtools.kaldi.features import FEATURE_TYPES, FeatureExtractor
 from subtools.kaldi.data_dir import read_sorted_table
 from subtools.kaldi.fileio import write_lines, write_table
 from subtools.kaldi.lock import WAIT_HELP, locked
+from subtools.kaldi.vad import read_vad_conf
 
 
 class FeatureWorker:
-    """(utt, wav.scp entry) -> features ``[T, D]``; raises AudioError for a bad utterance."""
+    """(utt, wav.scp entry) -> features ``[T, D]``, or with ``vad`` (a :class:`SamePassVad`) the pair
+    (features, VAD ``[T]``) from one read of the audio; raises AudioError for a bad utterance."""
 
-    def __init__(self, extractor):
+    def __init__(self, extractor, vad=None):
         import torch
 
         torch.set_num_threads(1)  # one core per job: jobs are the parallelism
-        self.extractor = extractor
+        self.extractor, self.vad = extractor, vad
 
     def __call__(self, utt, entry):
         wave, _ = read_audio(entry, utt, expected_rate=self.extractor.sample_rate, channel=self.extractor.channel)
         feats = self.extractor(wave, seed=zlib.crc32(utt.encode()))
         if feats.shape[0] == 0:
             raise AudioError(f"utterance {utt}: {len(wave)} samples give no frame (too short): {entry}")
-        return feats
+        return feats if self.vad is None else (feats, self.vad(utt, wave, feats))
 
 
 def make_features(data, feat_type, conf, nj=1, compress=False, ark_dir=None, wait=False, pitch_conf=None,
-                  postprocess_conf=None):
+                  postprocess_conf=None, vad_conf=None):
     """Library entry point of the CLI; returns {utt: reason} of the skipped utterances. Holds the lock of
     ``data`` (``wait``: wait for another run holding it instead of stopping). The option files are read and
-    checked before anything else (ValueError naming file:line)."""
+    checked before anything else (ValueError naming file:line). ``vad_conf``: also write the VAD (module
+    docstring)."""
     extractor = FeatureExtractor.from_conf(feat_type, conf, pitch_conf, postprocess_conf)
+    vad = SamePassVad(extractor, read_vad_conf(vad_conf), compress) if vad_conf else None
     with locked(data, wait, f"data dir {data}"):
-        return _make_features(data, extractor, nj, compress, ark_dir)
+        return _make_features(data, extractor, nj, compress, ark_dir, vad)
 
 
 def conf_lines(options):
@@ -69,7 +80,7 @@ def conf_lines(options):
     return [f"--{k}={v}" for k, v in sorted(options.items())]
 
 
-def _make_features(data, extractor, nj, compress, ark_dir):
+def _make_features(data, extractor, nj, compress, ark_dir, vad):
     feat_type = extractor.feat_type
     wav_scp = read_sorted_table(os.path.join(data, "wav.scp"))
     ark_dir = os.path.abspath(ark_dir or os.path.join(data, "data"))
@@ -80,9 +91,13 @@ def _make_features(data, extractor, nj, compress, ark_dir):
     outputs = [feats_scp, utt2num_frames, type_file, conf_file]
     if extractor.pitch:
         outputs += [pitch_file, postprocess_file]
+    stamp, side_arks = extractor.stamp(), ()
+    if vad:
+        outputs += vad_outputs(data)
+        stamp, side_arks = f"{stamp} vad {sorted(vad.vad_opts.items())}", (f"{name}_vad",)
     result = run_jobs(
-        list(wav_scp.items()), lambda: FeatureWorker(extractor), ark_dir, name, nj,
-        config_stamp=extractor.stamp(), compress=compress, outputs=outputs,
+        list(wav_scp.items()), lambda: FeatureWorker(extractor, vad), ark_dir, name, nj,
+        config_stamp=stamp, compress=compress, outputs=outputs, side_arks=side_arks,
     )
     log = os.path.join(data, "log", f"make_{feat_type}")
     report_failed(log + ".failed", result.failed, f"make_features {data}")
@@ -102,6 +117,8 @@ def _make_features(data, extractor, nj, compress, ark_dir):
             if os.path.exists(path):
                 os.remove(path)
     write_table(utt2num_frames, result.lengths)
+    if vad:
+        write_vad(data, result.side_scp[side_arks[0]])
     write_table(feats_scp, result.scp)
     print(f"make_features: {len(result.scp)} utterances -> {feats_scp} ({extractor.dim}-dim {feat_type})",
           file=sys.stderr)
@@ -117,6 +134,8 @@ def main(argv=None):
                         help="mfcc_pitch: compute-kaldi-pitch-feats option file (default conf/pitch.conf)")
     parser.add_argument("--pitch-postprocess-conf",
                         help="mfcc_pitch: process-kaldi-pitch-feats option file (default: Kaldi's defaults)")
+    parser.add_argument("--vad-conf", help="also compute the energy VAD (compute-vad option file) from the same "
+                        "decoded audio: DATA/vad.scp as compute_vad.py would write it")
     parser.add_argument("--check-confs", action="store_true",
                         help="only read and check the option files, then exit (DATA may be left out)")
     parser.add_argument("--compress", action="store_true", help="Kaldi-compress the arks (copy-feats --compress)")
@@ -132,9 +151,11 @@ def main(argv=None):
     try:
         if args.check_confs:
             FeatureExtractor.from_conf(args.feat_type, conf, pitch_conf, args.pitch_postprocess_conf)
+            if args.vad_conf:
+                read_vad_conf(args.vad_conf)
             return
         make_features(args.data, args.feat_type, conf, args.nj, args.compress, args.ark_dir, args.wait,
-                      pitch_conf, args.pitch_postprocess_conf)
+                      pitch_conf, args.pitch_postprocess_conf, args.vad_conf)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         sys.exit(f"make_features.py: error: {e}")
 

@@ -145,7 +145,7 @@ def test_voxceleb1_missing_dir_is_named(tmp_path):
 
 def test_voxceleb2_pipes_and_bad_m4a(corpora, tmp_path):
     out = tmp_path / "data"
-    proc = _run("make_voxceleb2.py", "--vox2", corpora / "voxceleb2", "--check-audio", "--nj", 2, out)
+    proc = _run("make_voxceleb2.py", "--vox2", corpora / "voxceleb2", "--pipes", "--check-audio", "--nj", 2, out)
     data = DataDir.load(str(out / "voxceleb2_dev"))
     assert (len(data.utts()), len(data.spk2utt)) == (3, 2)
     entry = data.wav_scp["id00012-21Uxsk56VDQ-00001"]
@@ -157,11 +157,23 @@ def test_voxceleb2_pipes_and_bad_m4a(corpora, tmp_path):
     wave, rate = read_audio(entry, "id00012-21Uxsk56VDQ-00001")
     assert rate == SR and abs(wave.size - 0.5 * SR) < 0.1 * SR
     # converting once to flac instead
-    _run("make_voxceleb2.py", "--vox2", corpora / "voxceleb2", "--convert", "flac", "--audio-dir",
+    _run("make_voxceleb2.py", "--vox2", corpora / "voxceleb2", "--pipes", "--convert", "flac", "--audio-dir",
          tmp_path / "flac", out)
     converted = DataDir.load(str(out / "voxceleb2_dev"))
     assert len(converted.utts()) == 3 and converted.wav_scp["id00015-0fijmz4vTVU-00001"].endswith(".flac")
     assert np.array_equal(read_audio(converted.wav_scp["id00012-21Uxsk56VDQ-00001"], "u")[0], wave)
+
+
+def test_voxceleb2_default_m4a_paths_with_utt2dur_from_headers(corpora, tmp_path):
+    from subtools.kaldi.audio import read_audio
+
+    proc = _run("make_voxceleb2.py", "--vox2", corpora / "voxceleb2", "--nj", 2, tmp_path / "data")
+    data = DataDir.load(str(tmp_path / "data" / "voxceleb2_dev"))
+    assert len(data.utts()) == 3 and all(e.endswith(".m4a") and os.path.isfile(e) for e in data.wav_scp.values())
+    for utt, entry in data.wav_scp.items():  # the decoded length (AAC frames less the priming), not 0.5 s
+        assert data.utt2dur[utt] == len(read_audio(entry, utt)[0]) / SR != 0.5
+    bad = open(tmp_path / "data" / "voxceleb2_dev" / "bad_audio").read()  # its container is unreadable
+    assert bad.startswith("id00015-0fijmz4vTVU-00002 ") and "FFmpeg" in bad and "1 unreadable" in proc.stdout
 
 
 def test_sitw(corpora, tmp_path):

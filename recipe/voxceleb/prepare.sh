@@ -10,8 +10,9 @@
 #      OUT/rirs_{smallroom,mediumroom}
 #   1  augmentation of the train set T (default voxceleb2_dev): OUT/T_augcopies (reverb/noise/music/
 #      babble copies, rendered on the fly) and OUT/T_aug = T + copies
-#   2  features (--feat-type per --feat-conf) + VAD (--vad-conf) for T, its copies (reusing T's VAD)
-#      and every test set; voxceleb1_{train,test} share voxceleb1's; OUT/T_aug gets feats + vad
+#   2  features (--feat-type per --feat-conf) + VAD (--vad-conf), from one read of each utterance's audio,
+#      for T, its copies (reusing T's VAD) and every test set; voxceleb1_{train,test} share voxceleb1's;
+#      OUT/T_aug gets feats + vad
 #   3  fix + validate every set: ready for the launcher's stage 0 (train_set: T_aug)
 # Options:
 #   --train-set NAME    data dir under OUT to augment (default voxceleb2_dev)
@@ -19,7 +20,9 @@
 #   --aug-factor F      F x N augmented copies (default 1, Kaldi/ASV-subtools)
 #   --aug-subset balanced|kaldi   which copies: one per utterance, kinds alternating (default), or Kaldi's
 #                       subset of the sorted copy ids, as the authors' data (some utterances get 2, some 0)
-#   --vox2-convert wav|flac --vox2-audio-dir DIR   convert the m4a once instead of ffmpeg pipes
+#   --vox2-pipes        VoxCeleb2 wav.scp as Kaldi's 'ffmpeg -i FILE ... |' pipes (default: the m4a paths,
+#                       decoded in-process, utt2dur from their headers)
+#   --vox2-convert wav|flac --vox2-audio-dir DIR   convert the m4a once to wav/flac files
 #   --check-audio       decode every VoxCeleb2 m4a once in stage 0, leaving out unreadable ones
 #   --feat-type fbank|mfcc|mfcc_pitch --feat-conf FILE --vad-conf FILE (defaults: fbank, conf/<type>.conf
 #                       (mfcc_pitch: conf/mfcc23.conf), conf/vad.conf); every conf is checked before stage 0
@@ -32,7 +35,7 @@ set -euo pipefail
 vox1= vox1_lists= vox2= sitw= musan= rirs= data=
 stage=0 endstage=3 nj=4
 train_set=voxceleb2_dev test_sets= aug_factor=1 aug_subset=balanced
-vox2_convert= vox2_audio_dir= check_audio= compress=
+vox2_convert= vox2_audio_dir= vox2_pipes= check_audio= compress=
 feat_type=fbank feat_conf= vad_conf= pitch_conf= pitch_postprocess_conf=
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit "${1:-1}"; }
@@ -41,6 +44,7 @@ while [ $# -gt 0 ]; do
   case $opt in
     -h|--help) usage 0 ;;
     --check-audio) check_audio=--check-audio; shift; continue ;;
+    --vox2-pipes) vox2_pipes=--pipes; shift; continue ;;
     --compress) compress=--compress; shift; continue ;;
   esac
   [ $# -ge 2 ] || { echo "$0: option $opt needs a value" >&2; exit 1; }
@@ -109,7 +113,7 @@ if [ $stage -le 0 ] && [ $endstage -ge 0 ]; then
     made+=(voxceleb1 voxceleb1_train voxceleb1_test)
   fi
   if [ -n "$vox2" ]; then
-    python3 $local/make_voxceleb2.py --vox2 "$vox2" --nj $nj $check_audio \
+    python3 $local/make_voxceleb2.py --vox2 "$vox2" --nj $nj $check_audio $vox2_pipes \
       ${vox2_convert:+--convert $vox2_convert --audio-dir "$vox2_audio_dir"} "$data"
     made+=(voxceleb2_dev)
   fi
@@ -152,15 +156,13 @@ if [ $stage -le 1 ] && [ $endstage -ge 1 ]; then
   fi
 fi
 
-features() {  # features + VAD for one data dir, skipped when complete
-  local dir=$1 vad=${2:-yes}
-  if python3 $local/tables.py complete "$dir" feats.scp utt2num_frames; then
+features() {  # features + VAD for one data dir in one read of the audio, skipped when complete
+  local dir=$1 vad=${2:-yes} tables=(feats.scp utt2num_frames) vad_opts=()
+  if [ "$vad" = yes ]; then tables+=(vad.scp); vad_opts=(--vad-conf "$vad_conf"); fi
+  if python3 $local/tables.py complete "$dir" "${tables[@]}"; then
     echo "features: $dir already complete"
   else
-    python3 subtools/make_features.py --nj $nj $compress "${feat_opts[@]}" $feat_type "$dir"
-  fi
-  if [ "$vad" = yes ] && ! python3 $local/tables.py complete "$dir" vad.scp; then
-    python3 subtools/compute_vad.py --nj $nj --conf "$vad_conf" "$dir"
+    python3 subtools/make_features.py --nj $nj $compress "${feat_opts[@]}" "${vad_opts[@]}" $feat_type "$dir"
   fi
 }
 

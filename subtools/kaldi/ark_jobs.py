@@ -17,6 +17,10 @@ mtime) of every file the items read (:func:`subtools.kaldi.fingerprint.entry_fil
 so a changed conf, item list, audio file or upstream ark redoes the job. A job whose ``.done`` holds the
 expected stamp is complete and skipped; any other job is redone from scratch.
 
+**Side arks** (``side_arks``): a worker may return several arrays per item, e.g. features and the VAD
+computed from the same decoded audio; each further one goes to ``<side>.<j>.ark/.scp`` beside the main
+ark (uncompressed), under the same ``.done`` stamp, and is merged into ``JobsResult.side_scp[side]``.
+
 **Failed items are retried**: when a complete job j has failed items, the next run redoes just those items
 as the job ``<name>.<j>.retry`` (same set of files), until none fails; the retry's successes join job j's.
 
@@ -26,6 +30,7 @@ the unfinished jobs. The worker's ValueError (e.g. :class:`~subtools.kaldi.audio
 "bad item": it is skipped and listed; any other exception fails the job and the command. Callers hold
 the output directory's lock (:mod:`subtools.kaldi.lock`), so no two runs write one job.
 """
+import contextlib
 import dataclasses
 import glob
 import hashlib
@@ -57,6 +62,7 @@ class JobsResult:
     failed: dict
     warnings: dict
     current: bool
+    side_scp: dict = dataclasses.field(default_factory=dict)  # {side ark name: {key: "ark:offset"}}
 
 
 @dataclasses.dataclass
@@ -65,10 +71,12 @@ class _Job:
     items: list
     paths: dict
     stamp: str
+    sides: dict = dataclasses.field(default_factory=dict)  # {side ark name: its job_paths}
 
     def is_complete(self):
         """The ``.done`` stamp matches and the job's files are there."""
-        if not (os.path.isfile(self.paths["done"]) and os.path.isfile(self.paths["scp"])):
+        scps = [self.paths["scp"]] + [paths["scp"] for paths in self.sides.values()]
+        if not (os.path.isfile(self.paths["done"]) and all(os.path.isfile(scp) for scp in scps)):
             return False
         with open(self.paths["done"]) as f:
             return f.read().strip() == self.stamp
@@ -112,6 +120,7 @@ def _run_job(job, make_worker, compress, show_progress):
     failed, lengths, warned = {}, {}, {}
     suffix = f".{os.getpid()}.tmp"
     tmp_ark, tmp_scp = paths["ark"] + suffix, paths["scp"] + suffix
+    sides = [(side["ark"], side["scp"], side["ark"] + suffix, side["scp"] + suffix) for side in job.sides.values()]
     method = KALDI_COMPRESSION_AUTO if compress else None
     start = time.time()
     iterator = job.items
@@ -120,7 +129,9 @@ def _run_job(job, make_worker, compress, show_progress):
 
         iterator = tqdm(job.items, desc=f"job {job.label}", unit="utt", disable=None, mininterval=5)
     try:
-        with kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp_scp}", compression_method=method) as writer:
+        with contextlib.ExitStack() as stack:
+            writer = stack.enter_context(kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp_scp}", compression_method=method))
+            side_writers = [stack.enter_context(kaldiio.WriteHelper(f"ark,scp:{a},{s}")) for _, _, a, s in sides]
             for key, value in iterator:
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always", AudioWarning)
@@ -132,9 +143,17 @@ def _run_job(job, make_worker, compress, show_progress):
                 notes = [str(w.message) for w in caught if issubclass(w.category, AudioWarning)]
                 if notes:
                     warned[key] = " ".join(" ".join(notes).split())
+                if side_writers:
+                    out, *side_outs = out
+                    for side_writer, side_out in zip(side_writers, side_outs, strict=True):
+                        side_writer(key, side_out)
                 writer(key, out)
                 lengths[key] = out.shape[0]
         # the scp names the temp ark: point it at the final name before the ark is renamed into place
+        for ark, scp_path, side_tmp_ark, side_tmp_scp in sides:
+            side_scp = {k: f"{ark}:{v.rpartition(':')[2]}" for k, v in read_table(side_tmp_scp).items()}
+            os.replace(side_tmp_ark, ark)
+            write_lines(scp_path, [f"{k} {v}" for k, v in side_scp.items()])
         scp = {k: f"{paths['ark']}:{v.rpartition(':')[2]}" for k, v in read_table(tmp_scp).items()}
         write_lines(paths["failed"], [f"{k} {v}" for k, v in failed.items()])
         write_lines(paths["warnings"], [f"{k} {v}" for k, v in warned.items()])
@@ -142,7 +161,7 @@ def _run_job(job, make_worker, compress, show_progress):
         os.replace(tmp_ark, paths["ark"])
         write_lines(paths["scp"], [f"{k} {v}" for k, v in scp.items()])
     finally:
-        _remove(tmp_scp, tmp_ark)
+        _remove(tmp_scp, tmp_ark, *(tmp for side in sides for tmp in side[2:]))
     with atomic_write(paths["done"]) as f:
         f.write(job.stamp + "\n")
     print(f"{os.path.basename(paths['ark'])}: {len(lengths)} written, {len(failed)} failed, "
@@ -185,7 +204,7 @@ def _run_all(todo, make_worker, compress, start_method, name):
 
 
 def run_jobs(items, make_worker, ark_dir, name, nj, config_stamp="", compress=False, outputs=(),
-             start_method="fork"):
+             start_method="fork", side_arks=()):
     """Run the jobs that are not complete (and the retries of failed items); return a :class:`JobsResult`.
 
     ``items``: sorted list of (key, value str); ``make_worker()`` builds, once per job (in the job's
@@ -195,6 +214,8 @@ def run_jobs(items, make_worker, ark_dir, name, nj, config_stamp="", compress=Fa
     ``nj`` is capped at len(items). Jobs run in child processes (``start_method``: "fork", or "spawn"
     for workers holding torch models, which must not inherit a parent's CUDA or thread-pool state;
     ``make_worker`` must then be picklable) when more than one must run. RuntimeError if a job crashes.
+    ``side_arks``: names of the further arks (module docstring); the worker then returns a tuple
+    ``(main, side_1, ...)``.
     """
     if not items:
         raise ValueError(f"{name}: nothing to process")
@@ -202,7 +223,8 @@ def run_jobs(items, make_worker, ark_dir, name, nj, config_stamp="", compress=Fa
     os.makedirs(ark_dir, exist_ok=True)
     files = identities(path for _, value in items for path in _item_files(value))
     parts = [items[k * len(items) // nj: (k + 1) * len(items) // nj] for k in range(nj)]
-    jobs = [_Job(str(j), part, job_paths(ark_dir, name, j), _stamp(config_stamp, part, compress, files))
+    jobs = [_Job(str(j), part, job_paths(ark_dir, name, j), _stamp(config_stamp, part, compress, files),
+                 {side: job_paths(ark_dir, side, j) for side in side_arks})
             for j, part in enumerate(parts, 1)]
     todo = [job for job in jobs if not job.is_complete()]
     redone = {job.label for job in todo}
@@ -211,7 +233,8 @@ def run_jobs(items, make_worker, ark_dir, name, nj, config_stamp="", compress=Fa
         failed = job.read("failed") if job.label not in redone else {}
         if failed:
             retry = _Job(f"{job.label}.retry", [(k, v) for k, v in job.items if k in failed],
-                         job_paths(ark_dir, name, f"{job.label}.retry"), job.stamp)
+                         job_paths(ark_dir, name, f"{job.label}.retry"), job.stamp,
+                         {side: job_paths(ark_dir, side, f"{job.label}.retry") for side in side_arks})
             retries[job.label] = retry
             if not retry.is_complete() or retry.read("failed"):
                 retry_todo.append(retry)
@@ -220,16 +243,20 @@ def run_jobs(items, make_worker, ark_dir, name, nj, config_stamp="", compress=Fa
     if stale:
         _remove(*outputs)
     if todo or retry_todo:
-        _remove_stale_jobs(ark_dir, name, nj, keep_retries=retries)
+        for ark_name in (name, *side_arks):
+            _remove_stale_jobs(ark_dir, ark_name, nj, keep_retries=retries)
         print(f"{name}: running {len(todo)} of {nj} jobs and {len(retry_todo)} retries of failed items",
               file=sys.stderr)
         _run_all(todo + retry_todo, make_worker, compress, start_method, name)
     changed = stale or any(retry.read("scp") for retry in retry_todo)   # a retry that now succeeds
-    result = JobsResult({}, {}, {}, {}, not changed and all(os.path.exists(path) for path in outputs))
+    result = JobsResult({}, {}, {}, {}, not changed and all(os.path.exists(path) for path in outputs),
+                        {side: {} for side in side_arks})
     for job in jobs:
         parts = [job] + ([retries[job.label]] if job.label in retries else [])
         for part in parts:
             result.scp.update(part.read("scp"))
+            for side, paths in part.sides.items():
+                result.side_scp[side].update(read_table(paths["scp"]))
             result.lengths.update({k: int(v) for k, v in part.read("len").items()})
             result.warnings.update(part.read("warnings"))
         result.failed.update(parts[-1].read("failed"))

@@ -1,8 +1,13 @@
 """Read one wav.scp entry (a file path or a ``cmd |`` pipe) as a Kaldi-scaled waveform.
 
+Files: PCM and FLAC (whatever libsndfile reads losslessly) through soundfile; compressed audio (m4a/AAC,
+mp3, ogg/vorbis/opus, ...) in-process through FFmpeg's decoders (:mod:`subtools.kaldi.decode`), with the
+samples of an ``ffmpeg -i FILE -f wav -acodec pcm_s16le - |`` pipe, so ``wav.scp`` may name such files
+directly.
+
 Policies (SPEC §10), each raising :class:`AudioError` naming the utterance:
-- missing, empty (0 bytes or 0 samples) or undecodable file; a pipe whose command exits non-zero
-  (its stderr tail is quoted) or prints nothing;
+- missing, empty (0 bytes or 0 samples) or undecodable file (for compressed audio: any packet FFmpeg
+  cannot decode); a pipe whose command exits non-zero (its stderr tail is quoted) or prints nothing;
 - more than one channel: error, as Kaldi's compute-*-feats with the default ``--channel=-1``;
   pass ``channel=N`` (the feature confs' ``--channel=N``) to pick channel N instead;
 - a sample rate other than ``expected_rate`` (when given): error; we never resample silently;
@@ -11,12 +16,16 @@ Policies (SPEC §10), each raising :class:`AudioError` naming the utterance:
   ``DATA/log/make_<type>.warnings``).
 
 Pipes run with ``bash -o pipefail -c``, so a failing command anywhere in the pipe is an error.
-In-process fast path: a pipe ``python3 [DIR/]subtools/kaldi/augment_wav.py ARGS |`` is not spawned;
-``subtools.kaldi.augment_wav.render(shlex.split(ARGS))`` is called instead (same output as the
-command, without a Python start-up per utterance).
+In-process Python pipes: ``python3 [DIR/]subtools/PKG/NAME.py ARGS |`` is not spawned when the module
+``subtools.PKG.NAME`` defines ``render(argv) -> (wave, rate)``; ``render(shlex.split(ARGS))`` is called
+instead (same output as the command, without a Python start-up per utterance). The augmented copies'
+entries (``subtools/kaldi/augment_wav.py``) are such pipes; this module imports no augmentation code.
 
-:func:`durations` gives utt2dur (Kaldi get_utt2dur.sh): file headers are read, pipes are run.
+:func:`durations` gives utt2dur (Kaldi get_utt2dur.sh): file headers are read (for compressed files only
+where the container gives the decoded length exactly, :func:`subtools.kaldi.decode.num_samples`; else
+they are decoded), pipes are run.
 """
+import importlib
 import io
 import os
 import re
@@ -28,8 +37,13 @@ import warnings
 import numpy as np
 import soundfile
 
+from subtools.kaldi import decode
+
 INT16_SCALE = 32768.0
-_AUGMENT_PIPE = re.compile(r"^\s*python3?\s+(?:\S*/)?subtools/kaldi/augment_wav\.py\s+(?P<args>.*?)\s*\|\s*$")
+# libsndfile also reads these, but FFmpeg's decoders give the samples of the recipe's ffmpeg pipes
+COMPRESSED_SNDFILE_FORMATS = {"MP3", "OGG"}
+_PYTHON_PIPE = re.compile(
+    r"^\s*python3?\s+(?:\S*/)?(?P<script>subtools(?:/\w+)+)\.py(?:\s+(?P<args>.*?))?\s*\|\s*$")
 
 
 class AudioError(ValueError):
@@ -59,12 +73,36 @@ def wav_truncation(path):
 
 
 def _decode(source, utt, what):
-    """soundfile decode of a path or file object -> (float32 [N, C] in [-1, 1), rate)."""
+    """soundfile decode of a path or file object -> (float32 [N, C] in int16 scale, rate)."""
     try:
         wave, rate = soundfile.read(source, dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
         raise AudioError(f"utterance {utt}: cannot decode audio from {what}: {e}") from None
-    return wave, rate
+    return wave * INT16_SCALE, rate
+
+
+def lossless_info(path):
+    """``(info, error)``: libsndfile's header info of ``path`` when it reads the file losslessly (WAV,
+    FLAC, ...; not the compressed formats FFmpeg decodes, :data:`COMPRESSED_SNDFILE_FORMATS`), else None;
+    ``error``: why libsndfile could not open it (None when it could)."""
+    try:
+        info = soundfile.info(path)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+        return None, e
+    return (None if info.format in COMPRESSED_SNDFILE_FORMATS else info), None
+
+
+def _decode_file(path, utt):
+    """An audio file -> (float32 [N, C] in int16 scale, rate): libsndfile for PCM/FLAC, FFmpeg's decoders
+    (:mod:`subtools.kaldi.decode`) for the rest; AudioError naming the utterance when neither can."""
+    info, sndfile_error = lossless_info(path)
+    if info is not None:
+        return _decode(path, utt, path)
+    try:
+        return decode.decode(path)
+    except decode.DecodeError as e:
+        cause = f"libsndfile: {sndfile_error}; FFmpeg: {e}" if sndfile_error else f"FFmpeg: {e}"
+        raise AudioError(f"utterance {utt}: cannot decode audio from {path}: {cause}") from None
 
 
 def _run_pipe(command, utt):
@@ -80,13 +118,26 @@ def _run_pipe(command, utt):
     return proc.stdout
 
 
-def _render_in_process(args, utt, entry):
-    from subtools.kaldi import augment_wav  # lazy: only recipes with augmentation need it
-
+def _in_process_renderer(entry):
+    """``(render, argv)`` when ``entry`` is a Python pipe of this package whose module defines ``render``
+    (module docstring), else None."""
+    match = _PYTHON_PIPE.match(entry)
+    if not match:
+        return None
     try:
-        wave, rate = augment_wav.render(shlex.split(args))
+        module = importlib.import_module(match.group("script").replace("/", "."))
+    except ImportError:
+        return None
+    render = getattr(module, "render", None)
+    return (render, shlex.split(match.group("args") or "")) if callable(render) else None
+
+
+def _render_in_process(render, argv, utt, entry):
+    try:
+        wave, rate = render(argv)
     except Exception as e:
-        raise AudioError(f"utterance {utt}: augmentation failed: {entry}\n  {type(e).__name__}: {e}") from None
+        raise AudioError(f"utterance {utt}: command failed (run in-process): {entry}\n  "
+                         f"{type(e).__name__}: {e}") from None
     wave = np.asarray(wave, dtype=np.float32)
     return (wave[:, None] if wave.ndim == 1 else wave), int(rate)
 
@@ -100,19 +151,17 @@ def read_audio(entry, utt, expected_rate=None, channel=None):
     """
     entry = entry.strip()
     if entry.endswith("|"):
-        match = _AUGMENT_PIPE.match(entry)
-        if match:
-            wave, rate = _render_in_process(match.group("args"), utt, entry)
+        renderer = _in_process_renderer(entry)
+        if renderer:
+            wave, rate = _render_in_process(*renderer, utt, entry)
         else:
             wave, rate = _decode(io.BytesIO(_run_pipe(entry[:-1], utt)), utt, f"command: {entry}")
-            wave = wave * INT16_SCALE
     else:
         if not os.path.isfile(entry):
             raise AudioError(f"utterance {utt}: audio file not found: {entry}")
         if os.path.getsize(entry) == 0:
             raise AudioError(f"utterance {utt}: audio file is empty (0 bytes): {entry}")
-        wave, rate = _decode(entry, utt, entry)
-        wave = wave * INT16_SCALE
+        wave, rate = _decode_file(entry, utt)
         truncated = wav_truncation(entry)
         if truncated:
             warnings.warn(AudioWarning(f"utterance {utt}: truncated wav: header declares {truncated[0]} bytes of "
@@ -137,23 +186,40 @@ def read_audio(entry, utt, expected_rate=None, channel=None):
 
 
 def duration(entry, utt):
-    """Seconds of wav.scp value ``entry``: the header of a file, a full decode of a pipe.
-    Raises AudioError naming the utterance."""
-    if entry.rstrip().endswith("|"):
-        wave, rate = read_audio(entry, utt)
-        return len(wave) / rate
-    try:
-        info = soundfile.info(entry)
-    except (soundfile.LibsndfileError, RuntimeError) as e:
-        raise AudioError(f"utterance {utt}: cannot read header of {entry}: {e}") from None
-    return info.frames / info.samplerate
+    """Seconds of wav.scp value ``entry``: a file's header (a compressed file's container where it gives
+    the decoded length exactly, else a decode), a full decode of a pipe. Raises AudioError naming the
+    utterance."""
+    entry = entry.strip()
+    if not entry.endswith("|") and os.path.isfile(entry):
+        info, _ = lossless_info(entry)
+        if info is not None:
+            return info.frames / info.samplerate
+        exact = decode.num_samples(entry)
+        if exact:
+            return exact[0] / exact[1]
+    wave, rate = read_audio(entry, utt)
+    return len(wave) / rate
 
 
-def durations(wav_scp, nj=1):
-    """{utt: seconds} for a wav.scp table {utt: entry}, with ``nj`` threads (pipes run in parallel)."""
+def durations(wav_scp, nj=1, failed=None):
+    """{utt: seconds} for a wav.scp table {utt: entry}, with ``nj`` threads (pipes run in parallel).
+    ``failed``: a dict that collects ``{utt: message}`` of the entries that cannot be read (left out of the
+    result) instead of raising AudioError."""
+
+    def one(utt):
+        try:
+            return duration(wav_scp[utt], utt)
+        except AudioError as e:
+            if failed is None:
+                raise
+            failed[utt] = " ".join(str(e).split())
+            return None
+
     if nj > 1:
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(nj) as pool:
-            return dict(zip(wav_scp, pool.map(duration, wav_scp.values(), wav_scp)))
-    return {utt: duration(entry, utt) for utt, entry in wav_scp.items()}
+            seconds = dict(zip(wav_scp, pool.map(one, wav_scp)))
+    else:
+        seconds = {utt: one(utt) for utt in wav_scp}
+    return {utt: d for utt, d in seconds.items() if d is not None}

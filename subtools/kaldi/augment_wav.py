@@ -38,7 +38,7 @@ import numpy as np
 import scipy.signal
 import soundfile
 
-from subtools.kaldi.audio import AudioError, read_audio
+from subtools.kaldi.audio import AudioError, lossless_info, read_audio
 
 INT16_MIN, INT16_MAX = -32768, 32767
 
@@ -76,8 +76,9 @@ def _read_whole(entry):
 
 
 def _read_head(entry, num_samples):
-    """First ``num_samples`` of a background noise (music/speech files run for minutes)."""
-    if entry.rstrip().endswith("|"):
+    """First ``num_samples`` of a background noise (music/speech files run for minutes; a wav/flac file is
+    read only that far, other audio is decoded whole)."""
+    if entry.rstrip().endswith("|") or lossless_info(entry)[0] is None:
         wave, sr = read_audio(entry, entry)
         return wave[:num_samples], sr
     try:

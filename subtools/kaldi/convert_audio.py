@@ -1,11 +1,12 @@
 """Decode the wav.scp entries of a data dir once: check them, or convert them to wav/flac files.
 
-VoxCeleb2 ships m4a, decoded by an ``ffmpeg ... |`` pipe each time features are computed. Converting
-once (in parallel) costs disk (about 2x the m4a size as flac) but makes later passes cheaper;
-checking finds the files ffmpeg cannot decode before a long feature run does.
+VoxCeleb2 ships m4a, decoded (in-process, :mod:`subtools.kaldi.decode`, or by an ``ffmpeg ... |`` pipe)
+each time the audio is read. Converting once (in parallel) costs disk (about 2x the m4a size as flac)
+and saves little since decoding is in-process (about 2.5 ms of CPU per 8 s utterance per pass, see
+``bench/audio_pipes.py``); checking finds the files that cannot be decoded before a long feature run does.
 
-Policy: an entry that cannot be decoded is left out and reported with the cause (for pipes, the
-command's stderr, e.g. ffmpeg's error), never half-converted. Converted files are written to
+Policy: an entry that cannot be decoded is left out and reported with the cause (FFmpeg's error; for
+pipes, the command's stderr), never half-converted. Converted files are written to
 ``AUDIO_DIR/<spk>/<utt>.<fmt>`` atomically; an existing file is kept, so a rerun only does what is
 missing.
 
