@@ -164,3 +164,30 @@ def test_calibrate_cli_and_compute_metrics_line(tmp_path, capsys):
         calibrate.main(["apply", "--model", str(tmp_path / "bad.json"), "--scores", str(tmp_path / "raw"),
                         "--out", str(tmp_path / "x")])
     assert not (tmp_path / "x").exists()
+
+
+def test_summarize_results_calibration_columns(tmp_path):
+    from recipe.mini.summarize_results import summarize
+    from test_compare_systems import fake_exp          # the demo's experiment layout, synthetic score files
+
+    utts = [f"spk{s:02d}-u{i}" for s in range(12) for i in range(5)]
+    pairs = [(a, b) for n, a in enumerate(utts) for b in utts[n + 1:]]
+    labels = np.array([a[:5] == b[:5] for a, b in pairs])
+    write_lines(tmp_path / "trials", [f"{a} {b} {'target' if y else 'nontarget'}" for (a, b), y in zip(pairs, labels)])
+    exps = [str(tmp_path / "serialized"), str(tmp_path / "stats")]
+    scores = [fake_exp(exp, str(tmp_path / "trials"), sep, seed) for exp, sep, seed in zip(exps, (2.4, 2.0), (1, 2))]
+    LinearCalibration(0.8, -1.5, 0.01).save(tmp_path / "cal.json")
+    header, rows, _ = summarize(exps, ["plda", "cosine"], n_draws=20,
+                                calibrations={("serialized", "plda"): str(tmp_path / "cal.json")})
+    assert header[-5:] == ("Cllr", "minCllr", "actDCF(0.01)", "Cllr cal", "actDCF(0.01) cal")
+    raw = np.round(scores[0]["plda"], 6)                                   # as the score file holds them
+    before, after = calibration_metrics(raw, labels), calibration_metrics(0.8 * raw - 1.5, labels)
+    assert rows[0][:5] == ("serialized", "0.36M", "2.5", "plda", "mini-O")
+    assert rows[0][-5:] == (f"{before['cllr']:.4f}", f"{before['min_cllr']:.4f}", f"{before['act_dcf_0.01']:.4f}",
+                            f"{after['cllr']:.4f}", f"{after['act_dcf_0.01']:.4f}")
+    cosine = calibration_metrics(np.round(scores[0]["cosine"], 6), labels)
+    assert rows[1][-5:] == (f"{cosine['cllr']:.4f}", f"{cosine['min_cllr']:.4f}", f"{cosine['act_dcf_0.01']:.4f}",
+                            "-", "-")                                       # no calibration for that back-end
+    assert rows[2][-2:] == ("-", "-") and rows[3][-2:] == ("-", "-")
+    with pytest.raises(ValueError, match="--calibration xvector:plda: no such system"):
+        summarize(exps, ["plda"], calibrations={("xvector", "plda"): str(tmp_path / "cal.json")})

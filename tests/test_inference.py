@@ -303,6 +303,8 @@ def test_package_contents_card_and_calibration(exp, tmp_path):
     weights = torch.load(os.path.join(exp.model, "weights.pt"), weights_only=True)
     assert weights and not any(k.startswith("loss.") for k in weights)          # no classifier
     assert manifest["frontend"]["vad_checked_on"] and manifest["frontend"]["cmn_window"] == 300
+    assert manifest["training_data"] == {"dir": str(exp.data / "mini_train"), "speakers": 8, "utterances": 48,
+                                         "hours": manifest["training_data"]["hours"]}
     cal = manifest["calibration"]
     assert cal["targets"] == 24 and cal["nontargets"] == 96                         # tiny mini-dev: every pair
     assert cal["after"]["cllr"] <= cal["before"]["cllr"]
@@ -349,6 +351,21 @@ def test_export_is_atomic_and_checks_its_inputs(exp, tmp_path, monkeypatch):
         export_model.export(str(exp.exp), 1, str(tmp_path / "p2"), vad_conf=str(tmp_path / "vad.conf"),
                             log=lambda *_: None)
     assert sorted(os.listdir(tmp_path)) == ["data_dir", "pkg", "vad.conf"]
+
+
+def test_feature_options_come_from_the_experiments_data_dirs(tmp_path):
+    config = {"data_root": str(tmp_path), "train_set": "train_aug",            # a combined dir: no conf/
+              "test_sets": [{"enroll": "enroll", "test": "test"}]}
+    for name, bins in (("enroll", 80), ("test", 80)):
+        write_lines(tmp_path / name / "conf" / "feat_type", ["fbank"])
+        write_lines(tmp_path / name / "conf" / "feats.conf", [f"--num-mel-bins={bins}"])
+    assert export_model.feature_data_dir(config) == str(tmp_path / "enroll")
+    write_lines(tmp_path / "test" / "conf" / "feats.conf", ["--num-mel-bins=40"])
+    with pytest.raises(ValueError, match="enroll/conf/feats.conf and .*test/conf/feats.conf differ"):
+        export_model.feature_data_dir(config)
+    assert export_model.feature_data_dir(config, str(tmp_path / "test")) == str(tmp_path / "test")
+    with pytest.raises(FileNotFoundError, match="no conf/feat_type"):
+        export_model.feature_data_dir({**config, "test_sets": []})
 
 
 @pytest.mark.parametrize("feat_type,conf", [("mfcc", "mfcc.conf"), ("mfcc_pitch", "mfcc23.conf")])

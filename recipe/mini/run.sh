@@ -11,14 +11,18 @@
 #   2  serialized attention x-vector: launcher stages 0-4 (conf/mini-serialized.yaml)
 #   3  x-vector, statistics pooling (conf/mini-xvector-stats.yaml)
 #   4  x-vector, attentive statistics pooling (conf/mini-xvector-attentive.yaml)
-#   5  back-end: PLDA and cosine tables for every system, one DET plot with the three systems,
-#      and the summary table (EER, minDCF, parameters, training time) in exp/mini_results.txt
+#   5  back-end: PLDA and cosine tables for every system
+#   6  the serialized system as a model package, calibrated on mini-dev (speakers of neither train nor
+#      test): exp/mini_serialized/model/ (subtools/pytorch/pipeline/export_model.py), then a worked
+#      `subtools/speaker.py verify` (one target and one nontarget trial of test speakers)
+#   7  the summary table (EER, minDCF, parameters, training time, intervals, Cllr / actDCF before and
+#      after the calibration of stage 6) in exp/mini_results.txt, one DET plot with the three systems
 # Changing --size needs a fresh start: rm -rf data/mini_* data/musan_* data/rirs_* exp/mini_* exp/egs
 # (stage 0 refuses a corpus directory built with another size).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-stage=0 endstage=5 size=small nj=2
+stage=0 endstage=7 size=small nj=2
 while [ $# -gt 0 ]; do
   case $1 in
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -61,17 +65,42 @@ for system in $systems; do
   n=$((n + 1))
 done
 
+config_value() {  # config_value CONFIG KEY.SUB: a value of a resolved experiment config
+  python3 -c 'import sys; from subtools.pytorch.launcher.config import load_config
+c = load_config(sys.argv[1])
+for k in sys.argv[2].split("."): c = c[int(k)] if isinstance(c, list) else c[k]
+print(c)' "$1" "$2"
+}
+exps=()
+for system in $systems; do exps+=("$(config_value "conf/${system%%:*}.yaml" exp_dir)"); done
+model=exp/mini_serialized/model
+
 if run_stage 5; then
-  echo "== stage 5: back-end and results"
-  exps=()
-  for system in $systems; do
-    exp=$(python3 -c 'import sys; from subtools.pytorch.launcher.config import load_config; print(load_config(sys.argv[1])["exp_dir"])' "conf/${system%%:*}.yaml")
+  echo "== stage 5: back-end"
+  for exp in "${exps[@]}"; do
     for backend in plda cosine; do
       bash recipe/serialized-experiments/gather_results_sitw_voxceleb1.sh "$exp" --backend $backend
     done
-    exps+=("$exp")
   done
+fi
+
+if run_stage 6; then
+  echo "== stage 6: model package of the serialized system, calibrated on mini-dev"
+  python3 subtools/pytorch/pipeline/export_model.py --exp-dir exp/mini_serialized \
+    --epoch "$(config_value conf/mini-serialized.yaml extract.epochs.-1)" --out $model --backend plda \
+    --calibration-trials data/mini_dev/trials/mini-dev --calibration-set data/mini_dev
+  wav=$corpus/wav
+  echo "worked example: enroll te0001-0001,te0001-0002; test te0001-0003 (same speaker), te0002-0001 (another)"
+  for test in te0001/te0001-0003 te0002/te0002-0001; do
+    python3 subtools/speaker.py verify --model $model \
+      $wav/te0001/te0001-0001.wav,$wav/te0001/te0001-0002.wav $wav/$test.wav
+  done
+fi
+
+if run_stage 7; then
+  echo "== stage 7: results"
   python3 recipe/mini/summarize_results.py --out exp/mini_results.txt --det exp/mini_det.png \
-    --backends plda,cosine --baseline mini_xvector_stats "${exps[@]}"
+    --backends plda,cosine --baseline mini_xvector_stats --calibration mini_serialized:plda=$model/calibration.json \
+    "${exps[@]}"
 fi
 echo "recipe/mini/run.sh: stages $stage-$endstage done in $((SECONDS - start)) s"

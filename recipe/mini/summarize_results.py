@@ -2,7 +2,8 @@
 95 % intervals and a paired comparison with a baseline system.
 
     python3 recipe/mini/summarize_results.py --out exp/mini_results.txt --det exp/mini_det.png \\
-        --backends plda,cosine [--baseline mini_xvector_stats] [--ci 1000] EXP1 EXP2 ...
+        --backends plda,cosine [--baseline mini_xvector_stats] [--ci 1000] \\
+        [--calibration SYSTEM:BACKEND=CAL ...] EXP1 EXP2 ...
 
 Reads what the earlier stages left in each EXP: ``config/config.yaml`` (test sets, extracted epoch),
 ``config/model_info.yaml`` (parameter counts, written when training starts), ``log/train.csv``
@@ -16,6 +17,11 @@ directory name), the EER difference system - baseline on the same back-end and l
 paired-bootstrap 95 % interval (the same draws for both) and ``P(better)``, the fraction of draws in
 which the system's EER is lower. Systems that did not score the same trials as the baseline get
 ``-`` there (with a warning naming the first differing trial).
+
+With ``--calibration SYSTEM:BACKEND=CAL`` (a calibration file of calibrate.py, e.g. a model package's
+``calibration.json``; repeatable), the last columns are calibration figures (subtools/score/calibration.py):
+Cllr, minCllr and actDCF(0.01) of every row's scores read as LLRs, then Cllr and actDCF(0.01) after that
+row's calibration (``-`` for the rows of other systems or back-ends).
 """
 import argparse
 import csv
@@ -29,6 +35,7 @@ from subtools.cli import run_cli
 from subtools.kaldi.fileio import atomic_write
 from subtools.score.bootstrap import (bootstrap_metrics, format_interval, interval_cells, paired_difference,
                                       resampling_units, system_draws)
+from subtools.score.calibration import LinearCalibration, calibration_metrics
 from subtools.score.compute_metrics import scored_trials
 from subtools.score.gather_results import format_table, resolve_path
 from subtools.score.metrics import compute_all, plot_det
@@ -110,11 +117,28 @@ def system_names(dirs):
     return names
 
 
-def summarize(exps, backends, baseline=None, n_draws=1000, log=print):
-    """``(header, rows, curves)``: the table's rows in EXP, back-end, test set order, and the DET inputs."""
+def calibration_cells(scores, labels, calibration):
+    """``Cllr, minCllr, actDCF(0.01)`` of the scores read as LLRs, then ``Cllr, actDCF(0.01)`` after
+    ``calibration`` (``-`` without one)."""
+    raw = calibration_metrics(scores, labels)
+    cells = [f"{raw['cllr']:.4f}", f"{raw['min_cllr']:.4f}", f"{raw['act_dcf_0.01']:.4f}"]
+    if calibration is None:
+        return cells + ["-", "-"]
+    cal = calibration_metrics(calibration.apply(scores), labels)
+    return cells + [f"{cal['cllr']:.4f}", f"{cal['act_dcf_0.01']:.4f}"]
+
+
+def summarize(exps, backends, baseline=None, n_draws=1000, log=print, calibrations=None):
+    """``(header, rows, curves)``: the table's rows in EXP, back-end, test set order, and the DET inputs.
+    ``calibrations``: ``{(system name, back-end): calibration file}`` for the calibration columns."""
     names = system_names(exps)
     if baseline is not None and baseline not in names:
         raise ValueError(f"--baseline {baseline} is none of the systems ({', '.join(names)})")
+    for name, backend in calibrations or {}:
+        if name not in names or backend not in backends:
+            raise ValueError(f"--calibration {name}:{backend}: no such system ({', '.join(names)}) or back-end "
+                             f"({', '.join(backends)})")
+    calibrations = {key: LinearCalibration.load(path) for key, path in (calibrations or {}).items()} or None
     lists = [score_lists(exp, backends) for exp in exps]
     if len({tuple(entry[:3] for entry in one) for one in lists}) > 1:
         raise ValueError("the systems do not list the same test sets and trials files")
@@ -139,6 +163,8 @@ def summarize(exps, backends, baseline=None, n_draws=1000, log=print):
                 paired = i != base and same_trials(kept, scored[base][0], log)
                 row += comparison_cells(m["eer"] - points[base]["eer"], draws[base]["eer"],
                                         draws[i]["eer"]) if paired else ["-"] * 3
+            if calibrations is not None:
+                row += calibration_cells(scores, kept.labels, calibrations.get((names[i], backend)))
             cells[exp, j] = row
             if backend == backends[0]:
                 curves.append((f"{names[i]} {test}", scores, kept.labels))
@@ -146,6 +172,8 @@ def summarize(exps, backends, baseline=None, n_draws=1000, log=print):
               "EER CI95", "minDCF(0.01) CI95", "minDCF(0.001) CI95"]
     if baseline is not None:
         header += [f"dEER vs {baseline}", "dEER CI95", "P(better)"]
+    if calibrations is not None:
+        header += ["Cllr", "minCllr", "actDCF(0.01)", "Cllr cal", "actDCF(0.01) cal"]
     rows = [prefix[exp] + tuple(cells[exp, j]) for exp in exps for j in range(len(lists[0]))]
     return tuple(header), rows, curves
 
@@ -157,13 +185,21 @@ def main(argv=None):
     p.add_argument("--backends", default="plda,cosine", help="comma-separated back-ends (the first draws the DET)")
     p.add_argument("--baseline", help="system (EXP directory name) the others are compared with")
     p.add_argument("--ci", type=int, default=1000, metavar="N", help="bootstrap draws (default 1000)")
+    p.add_argument("--calibration", action="append", default=[], metavar="SYSTEM:BACKEND=CAL",
+                   help="calibration file of one system's back-end: adds the calibration columns (repeatable)")
     p.add_argument("exps", nargs="+", help="experiment dirs")
     args = p.parse_args(argv)
     if args.ci < 1:
         p.error("--ci needs at least 1 draw")
     backends = args.backends.split(",")
+    calibrations = {}
+    for item in args.calibration:
+        key, _, path = item.partition("=")
+        if key.count(":") != 1 or not path:
+            p.error(f"--calibration {item}: expected SYSTEM:BACKEND=CAL")
+        calibrations[tuple(key.split(":"))] = path
     try:
-        header, rows, curves = summarize(args.exps, backends, args.baseline, args.ci)
+        header, rows, curves = summarize(args.exps, backends, args.baseline, args.ci, calibrations=calibrations)
     except ValueError as e:
         p.exit(1, f"summarize_results: {e}\n")
     stamp = (f"# {time.strftime('%Y-%m-%d %H:%M')}  {platform.node()}  {os.cpu_count()} CPU cores  "

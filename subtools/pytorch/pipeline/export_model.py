@@ -11,11 +11,13 @@ What goes in, and where it is read from:
   ``EXP/<E>.params`` (state dict only, without the classifier); traced to ``network.ts`` (TorchScript) and
   ``network.onnx`` (features -> embedding, any number of frames), each checked against the PyTorch model
   at 1 to 1111 frames (relative difference <= 1e-4) before anything is written;
-* the frontend, exactly as the experiment made its data: feature type and options from the training data
-  dir's ``conf/`` (``DIR`` = ``<data_root>/<train_set>`` of EXP/config/config.yaml unless ``--data-dir``;
-  written there by make_features.py), the VAD options of ``--vad-conf`` (compute_vad.py does not record
-  its conf; this one is checked by recomputing the VAD of up to 3 utterances of DIR from their audio and
-  comparing it with DIR/vad.scp), ``stage0.cmn_window`` and the ``extract`` options of the config;
+* the frontend, exactly as the experiment made its data: feature type and options from the ``conf/`` that
+  make_features.py wrote in the experiment's data dirs (``DIR``: the first of ``<train_set>`` and the
+  test sets' enroll/test dirs under ``data_root`` that has one, all of them required to agree; the
+  combined ``<train>_aug`` dir of prepare.sh has none), or of ``--data-dir``; the VAD options of
+  ``--vad-conf`` (compute_vad.py does not record its conf; this one is checked by recomputing the VAD of
+  up to 3 utterances of DIR from their audio and comparing it with DIR/vad.scp); ``stage0.cmn_window``
+  and the ``extract`` options of the config;
 * the back-end ``backend.chain`` (``--backend plda``) or ``backend.cosine_chain`` (``cosine``), as
   gather_results caches it in ``EXP/<position>_epoch_<E>/backend/<plda_train_set>/<chain>/`` (fitted there
   on the extracted training embeddings when the cache is absent or stale);
@@ -71,6 +73,31 @@ def read_config(exp_dir):
         raise FileNotFoundError(f"{path}: missing (not an experiment dir trained by the launcher)")
     with open(path) as f:
         return yaml.safe_load(f) or {}
+
+
+def data_path(config, name):
+    return resolve_path(os.path.join(config.get("data_root", "data"), name))
+
+
+def feature_data_dir(config, data_dir=None):
+    """The data dir whose ``conf/`` gives the experiment's feature options (see module docstring)."""
+    if data_dir:
+        candidates = [data_dir]
+    else:
+        tests = config.get("test_sets") or []
+        names = [config["train_set"]] + [test[side] for test in tests for side in ("enroll", "test")]
+        candidates = list(dict.fromkeys(data_path(config, name) for name in names))
+    made = [d for d in candidates if all(os.path.isfile(os.path.join(d, "conf", n)) for n in FEATURE_CONFS[:2])]
+    if not made:
+        raise FileNotFoundError(f"no conf/feat_type and conf/feats.conf (written by make_features.py) in "
+                                f"{', '.join(candidates)}: give --data-dir the data the experiment's features came from")
+    for other in made[1:]:
+        for name in FEATURE_CONFS:
+            a, b = (os.path.join(d, "conf", name) for d in (made[0], other))
+            if content_hash(a) != content_hash(b):
+                raise ValueError(f"{a} and {b} differ: the experiment's data sets were made with different feature "
+                                 "options; give --data-dir the one its network was trained on")
+    return made[0]
 
 
 def check_vad_conf(data_dir, frontend, log=print):
@@ -160,12 +187,15 @@ def calibrate(model_dir, trials_path, calibration_set, p_target, trust_blueprint
 
 
 def training_data_summary(data_dir):
-    """``{speakers, utterances, hours}`` of a data dir (hours when utt2dur exists)."""
-    utt2spk = read_table(os.path.join(data_dir, "utt2spk"))
-    summary = {"dir": os.path.abspath(data_dir), "speakers": len(set(utt2spk.values())), "utterances": len(utt2spk)}
-    utt2dur = os.path.join(data_dir, "utt2dur")
-    if os.path.isfile(utt2dur):
-        summary["hours"] = round(sum(float(v) for v in read_table(utt2dur).values()) / 3600, 2)
+    """``{dir, speakers, utterances[, hours]}`` of the training data dir (hours when utt2dur exists; only
+    ``dir`` when it is not on this machine)."""
+    summary = {"dir": os.path.abspath(data_dir)}
+    if os.path.isfile(os.path.join(data_dir, "utt2spk")):
+        utt2spk = read_table(os.path.join(data_dir, "utt2spk"))
+        summary.update(speakers=len(set(utt2spk.values())), utterances=len(utt2spk))
+    if os.path.isfile(os.path.join(data_dir, "utt2dur")):
+        seconds = sum(float(v) for v in read_table(os.path.join(data_dir, "utt2dur")).values())
+        summary["hours"] = round(seconds / 3600, 2)
     return summary
 
 
@@ -175,7 +205,7 @@ def model_card(manifest, exp_dir, config, out):
     cal, decision = manifest["calibration"], manifest["decision"]
     name = os.path.basename(os.path.normpath(exp_dir))
     model_cfg = yaml.safe_dump(config.get("model"), sort_keys=False).strip()
-    train = fe["training_data"]
+    train = manifest["training_data"]
     lines = [f"# Speaker model `{name}`, epoch {src['epoch']}", "",
              f"Exported {src['exported']} by `subtools/pytorch/pipeline/export_model.py` from `{src['exp_dir']}` "
              f"(checkpoint `{src['checkpoint']}`, sha1 {src['checkpoint_sha1']}).", "",
@@ -186,7 +216,9 @@ def model_card(manifest, exp_dir, config, out):
              + ", ".join(f"{d:.1e} ({k})" for k, d in net["runtime_differences"].items())
              + " (relative, 1-1111 frames).", "", "```yaml", model_cfg, "```", "",
              "## Training data", "",
-             f"`{train['dir']}`: {train['speakers']} speakers, {train['utterances']} utterances"
+             f"`{train['dir']}`: "
+             + (f"{train['speakers']} speakers, {train['utterances']} utterances" if "speakers" in train
+                else "(not on the exporting machine)")
              + (f", {train['hours']} h" if "hours" in train else "") + "; "
              f"{(config.get('training') or {}).get('epochs')} epochs (this package: epoch {src['epoch']}).", "",
              "## Input", "",
@@ -249,11 +281,7 @@ def export(exp_dir, epoch, out, backend_name="plda", calibration_trials=None, ca
     config = read_config(exp_dir)
     checkpoint = require_checkpoint(exp_dir, epoch)
     model = load_model(exp_dir, epoch, trust_blueprint)
-    data_dir = data_dir or resolve_path(os.path.join(config.get("data_root", "data"), config["train_set"]))
-    for name in FEATURE_CONFS[:2]:
-        if not os.path.isfile(os.path.join(data_dir, "conf", name)):
-            raise FileNotFoundError(f"{data_dir}/conf/{name}: missing (the training data's feature options, written "
-                                    "by make_features.py; give --data-dir the dir the experiment's features came from)")
+    data_dir = feature_data_dir(config, data_dir)
     extract = config.get("extract") or {}
     position = extract.get("position", "far")
     parent = os.path.dirname(os.path.abspath(out))
@@ -298,8 +326,9 @@ def export(exp_dir, epoch, out, backend_name="plda", calibration_trials=None, ca
                         "runtime_differences": differences},
             "frontend": {"feat_type": frontend.extractor.feat_type, "sample_rate": frontend.sample_rate,
                          "feat_dim": frontend.dim, "cmn_window": frontend.cmn_window,
-                         "vad_fix_context": vad_fix_context, "training_data": training_data_summary(data_dir),
+                         "vad_fix_context": vad_fix_context, "options_from": os.path.abspath(data_dir),
                          "vad_checked_on": checked},
+            "training_data": training_data_summary(data_path(config, config["train_set"])),
             "backend": {"name": backend_name, "chain": backend.chain, "train_set": bcfg["plda_train_set"],
                         "options": {k: bcfg[k] for k in BACKEND_ARGS if k in bcfg}},
             "calibration": None,
@@ -338,8 +367,8 @@ def main(argv=None):
                    "(default %(default)s, as recipe/voxceleb/prepare.sh); checked against DATA/vad.scp")
     p.add_argument("--vad-fix-context", action="store_true",
                    help="the data's VAD ran with compute_vad.py --fix-context")
-    p.add_argument("--data-dir", help="data dir whose conf/ holds the experiment's feature options "
-                   "(default <data_root>/<train_set> of the config)")
+    p.add_argument("--data-dir", help="data dir whose conf/ holds the experiment's feature options (default: "
+                   "the config's training or test sets, see above)")
     p.add_argument("--trust-blueprint", action="store_true", help=TRUST_HELP)
     args = p.parse_args(argv)
     epoch = int(args.epoch) if args.epoch.isdigit() else args.epoch
