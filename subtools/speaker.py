@@ -99,7 +99,9 @@ def main(argv=None):
     common.add_argument("--model", required=True, help="model package dir (export_model.py --out)")
     common.add_argument("--runtime", choices=RUNTIMES, default="torch",
                         help="torch (default), torchscript (network.ts) or onnx (network.onnx, onnxruntime)")
-    common.add_argument("--threads", type=int, help="CPU threads (default: all)")
+    common.add_argument("--threads", type=int, default=1,
+                        help="CPU threads (default 1: one utterance at a time gains little from more, and loses much "
+                             "on a busy machine)")
     common.add_argument("--trust-blueprint", action="store_true", help=TRUST_HELP)
     sub = p.add_subparsers(dest="command", required=True)
     e = sub.add_parser("embed", parents=[common], help="embeddings of audio files -> OUTDIR/xvector.{ark,scp}")

@@ -65,8 +65,8 @@ class SpeakerModel:
     def load(cls, model_dir, runtime="torch", trust_blueprint=False, threads=None):
         """Load the package ``model_dir``. ``runtime``: torch (the project's blueprint + weights; a blueprint
         copy that differs from the project's file is refused unless ``trust_blueprint``), torchscript or onnx
-        (``network.ts`` / ``network.onnx``, no model code runs). ``threads``: CPU threads (default: torch's).
-        A missing part is an error naming it."""
+        (``network.ts`` / ``network.onnx``, no model code runs). ``threads``: CPU threads (torch's process-wide
+        setting, and onnxruntime's; default: leave torch's as it is). A missing part is an error naming it."""
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime {runtime!r}: expected one of {RUNTIMES}")
         manifest = package.read_manifest(model_dir)

@@ -90,7 +90,8 @@ def feature_data_dir(config, data_dir=None):
     made = [d for d in candidates if all(os.path.isfile(os.path.join(d, "conf", n)) for n in FEATURE_CONFS[:2])]
     if not made:
         raise FileNotFoundError(f"no conf/feat_type and conf/feats.conf (written by make_features.py) in "
-                                f"{', '.join(candidates)}: give --data-dir the data the experiment's features came from")
+                                f"{', '.join(candidates)}: give --data-dir the data the experiment's features "
+                                "came from")
     for other in made[1:]:
         for name in FEATURE_CONFS:
             a, b = (os.path.join(d, "conf", name) for d in (made[0], other))
@@ -147,7 +148,7 @@ def write_network(model, out, position, feat_dim):
     export_torchscript(network, feat_dim, paths[package.TORCHSCRIPT])
     export_onnx(network, feat_dim, paths[package.ONNX])
     runtimes = {"torchscript": TorchScriptNetwork(paths[package.TORCHSCRIPT], model.min_frames(), position),
-                "onnx": OnnxNetwork(paths[package.ONNX], model.min_frames(), position)}
+                "onnx": OnnxNetwork(paths[package.ONNX], model.min_frames(), position, torch.get_num_threads())}
     return check_runtimes(model, runtimes, position, feat_dim)
 
 
@@ -171,7 +172,7 @@ def calibration_vectors(speaker_model, trials, calibration_set):
 
 def calibrate(model_dir, trials_path, calibration_set, p_target, trust_blueprint, log=print):
     """Fit the package's calibration on the trials; writes ``calibration.json``; returns its manifest entry."""
-    speaker_model = SpeakerModel.load(model_dir, trust_blueprint=trust_blueprint)
+    speaker_model = SpeakerModel.load(model_dir, trust_blueprint=trust_blueprint, threads=torch.get_num_threads())
     trials = read_trials(trials_path, need_labels=True)
     scores = speaker_model.score_trials(trials, *calibration_vectors(speaker_model, trials, calibration_set))
     cal = train_linear_calibration(scores, trials.labels, p_target)
@@ -272,8 +273,11 @@ def copy_into(src, dst):
 
 
 def export(exp_dir, epoch, out, backend_name="plda", calibration_trials=None, calibration_set=None, p_target=0.01,
-           vad_conf="conf/vad.conf", vad_fix_context=False, data_dir=None, trust_blueprint=False, log=print):
-    """Write the package of ``EXP/<epoch>.params`` to ``out`` (see module docstring); returns its manifest."""
+           vad_conf="conf/vad.conf", vad_fix_context=False, data_dir=None, trust_blueprint=False, threads=1,
+           log=print):
+    """Write the package of ``EXP/<epoch>.params`` to ``out`` (see module docstring) computing with ``threads``
+    CPU threads; returns its manifest."""
+    torch.set_num_threads(threads)
     if (calibration_trials is None) != (calibration_set is None):
         raise ValueError("--calibration-trials and --calibration-set go together")
     if os.path.exists(out) and not os.path.isfile(os.path.join(out, package.MANIFEST)):
@@ -370,10 +374,11 @@ def main(argv=None):
     p.add_argument("--data-dir", help="data dir whose conf/ holds the experiment's feature options (default: "
                    "the config's training or test sets, see above)")
     p.add_argument("--trust-blueprint", action="store_true", help=TRUST_HELP)
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
     args = p.parse_args(argv)
     epoch = int(args.epoch) if args.epoch.isdigit() else args.epoch
     run_cli(export, args.exp_dir, epoch, args.out, args.backend, args.calibration_trials, args.calibration_set,
-            args.p_target, args.vad_conf, args.vad_fix_context, args.data_dir, args.trust_blueprint)
+            args.p_target, args.vad_conf, args.vad_fix_context, args.data_dir, args.trust_blueprint, args.threads)
 
 
 if __name__ == "__main__":
