@@ -1,9 +1,9 @@
 """Any audio a user has -> the waveform a model package expects (mono, its sample rate, int16 scale).
 
-* a lossless file soundfile reads (wav, flac, ...) is decoded by soundfile; compressed audio (mp3, ogg,
-  opus, m4a, aac, wma, ...) by FFmpeg's decoders, giving the samples of the recipe's
-  ``ffmpeg -i FILE -f wav -acodec pcm_s16le - |`` pipe: in process when subtools.kaldi.decode (PyAV) is
-  there, else through that pipe (no ffmpeg: an error saying how to install it);
+* a file: libsndfile for what it reads losslessly (wav, flac, ...), FFmpeg's decoders in process
+  (:mod:`subtools.kaldi.decode`, PyAV) for compressed audio (mp3, ogg, opus, m4a, aac, ...) and anything
+  else FFmpeg reads, as the recipe's own reader (:mod:`subtools.kaldi.audio`) decides, so a file gives
+  the samples it gives in a wav.scp;
 * a wav.scp pipe entry (``cmd |``) is read exactly as the recipe reads it
   (:func:`subtools.kaldi.audio.read_audio`: mono, Kaldi's rules);
 * an array: ``[N]`` or ``[N, C]`` samples, float in [-1, 1] or integer PCM (int16 full scale 32768).
@@ -12,64 +12,36 @@ Several channels are averaged (or the channel the feature conf's ``--channel`` n
 sample rate is resampled (scipy ``resample_poly``) to the model's, each with a one-line notice on the
 ``subtools.inference`` logger. A missing, empty or undecodable input is an :class:`AudioError` naming it.
 """
-import io
 import logging
 import math
 import os
-import shutil
-import subprocess
 
 import numpy as np
 import soundfile
 
-from subtools.kaldi.audio import INT16_SCALE, AudioError, read_audio
-
-try:  # FFmpeg's decoders in process (PyAV), as the recipe's own audio reader uses them
-    from subtools.kaldi.decode import DecodeError, decode as decode_in_process
-except ImportError:  # without them: one ffmpeg process per file
-    decode_in_process = None
+from subtools.kaldi import decode
+from subtools.kaldi.audio import INT16_SCALE, AudioError, lossless_info, read_audio
 
 logger = logging.getLogger("subtools.inference")
-FFMPEG_HELP = "install ffmpeg (sudo apt-get install -y ffmpeg) or convert the file to wav/flac"
-COMPRESSED_SNDFILE_FORMATS = {"MP3", "OGG"}   # libsndfile reads them too, but not as FFmpeg does
-
-
-def _ffmpeg_decode(path):
-    """float32 ``[N, C]`` in [-1, 1) and the rate of ``path`` decoded by FFmpeg."""
-    if decode_in_process is not None:
-        try:
-            wave, rate = decode_in_process(path)
-        except DecodeError as e:
-            raise AudioError(f"{path}: cannot decode audio ({e})") from None
-        return wave / INT16_SCALE, rate
-    if shutil.which("ffmpeg") is None:
-        raise AudioError(f"{path}: compressed audio is decoded by FFmpeg, and ffmpeg is not installed: {FFMPEG_HELP}")
-    proc = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", path, "-f", "wav", "-acodec", "pcm_s16le", "-"],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    if proc.returncode != 0 or not proc.stdout:
-        err = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise AudioError(f"{path}: cannot decode audio (ffmpeg exit {proc.returncode}: "
-                         f"{err[-1] if err else 'no output'})")
-    return soundfile.read(io.BytesIO(proc.stdout), dtype="float32", always_2d=True)
 
 
 def decode_file(path):
-    """``(float32 [N, C] in [-1, 1), rate)`` of an audio file; AudioError naming it when it cannot be read."""
+    """``(float32 [N, C] in [-1, 1), rate)`` of an audio file (see module docstring); AudioError naming it
+    when it is missing, empty or undecodable."""
     if not os.path.isfile(path):
         raise AudioError(f"{path}: audio file not found")
     if os.path.getsize(path) == 0:
         raise AudioError(f"{path}: audio file is empty (0 bytes)")
+    info, sndfile_error = lossless_info(path)
     try:
-        lossless = soundfile.info(path).format not in COMPRESSED_SNDFILE_FORMATS
-    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError):
-        lossless = False
-    if not lossless:
-        wave, rate = _ffmpeg_decode(path)
-    else:
-        try:
+        if info is not None:
             wave, rate = soundfile.read(path, dtype="float32", always_2d=True)
-        except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
-            raise AudioError(f"{path}: cannot decode audio ({e})") from None
+        else:
+            wave, rate = decode.decode(path)
+            wave = wave / INT16_SCALE
+    except (decode.DecodeError, soundfile.LibsndfileError, RuntimeError) as e:
+        cause = f"libsndfile: {sndfile_error}; FFmpeg: {e}" if sndfile_error else str(e)
+        raise AudioError(f"{path}: cannot decode audio ({cause})") from None
     if wave.shape[0] == 0:
         raise AudioError(f"{path}: audio has no samples")
     return wave, int(rate)
