@@ -9,8 +9,8 @@
 Examples (the demo's model, after `make demo`):
 
     python3 subtools/speaker.py verify --model exp/mini_serialized/model \\
-        data/mini_corpus/wav/dv0001/dv0001-0001.wav,data/mini_corpus/wav/dv0001/dv0001-0002.wav \\
-        data/mini_corpus/wav/dv0001/dv0001-0003.wav
+        data/mini_corpus/wav/te0001/te0001-0001.wav,data/mini_corpus/wav/te0001/te0001-0002.wav \\
+        data/mini_corpus/wav/te0001/te0001-0003.wav
     python3 subtools/speaker.py embed --model exp/mini_serialized/model --out emb call.mp3 meeting.m4a
     python3 subtools/score/score_sets.py ... --test-dir emb      # the back-end CLIs read OUTDIR/xvector.scp
 
@@ -23,9 +23,9 @@ Examples (the demo's model, after `make demo`):
 * ``score`` writes a Kaldi score file (``enroll test score``) of the trials between wav.scp utterances,
   raw or (``--llr``) calibrated.
 
-Audio: any file soundfile reads (wav, flac, ogg, opus, mp3, ...) plus m4a and anything ffmpeg decodes, any
-sample rate and channel count (resampled to the model's rate and down-mixed, with a one-line notice), and
-wav.scp pipe entries (``cmd |``). ``--runtime torchscript|onnx`` runs the package's exported network
+Audio: any file libsndfile (wav, flac, ...) or FFmpeg's decoders (mp3, ogg, opus, m4a, ..., in process)
+read, any sample rate and channel count (resampled to the model's rate and down-mixed, with a one-line
+notice), and wav.scp pipe entries (``cmd |``). ``--runtime torchscript|onnx`` runs the package's exported network
 instead of the PyTorch model. Bad input (a missing or unreadable file, audio without a voiced frame, a
 model dir missing a part) stops with one line naming it and exit status 1; no output is written then.
 """
