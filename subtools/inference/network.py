@@ -75,7 +75,8 @@ def export_onnx(network, feat_dim, path, frames=200):
     try:
         with tracing():
             torch.onnx.export(network, (example,), path, dynamo=True, verbose=False, opset_version=ONNX_OPSET,
-                              input_names=[INPUT], output_names=[OUTPUT], dynamic_shapes=({2: frames_dim},))
+                              input_names=[INPUT], output_names=[OUTPUT], dynamic_shapes=({2: frames_dim},),
+                              external_data=False)   # one file, weights inside
     finally:
         exporter_log.setLevel(level)
 

@@ -221,7 +221,8 @@ def model_card(manifest, exp_dir, config, out):
              + (f"{train['speakers']} speakers, {train['utterances']} utterances" if "speakers" in train
                 else "(not on the exporting machine)")
              + (f", {train['hours']} h" if "hours" in train else "") + "; "
-             f"{(config.get('training') or {}).get('epochs')} epochs (this package: epoch {src['epoch']}).", "",
+             f"training.epochs {(config.get('training') or {}).get('epochs')} (this package: epoch {src['epoch']}).",
+             "",
              "## Input", "",
              f"Audio at {fe['sample_rate']} Hz mono (other rates are resampled, channels averaged); "
              f"{fe['feat_type']} features (`conf/feats.conf`), energy VAD (`conf/vad.conf`), sliding CMN over "
@@ -256,7 +257,16 @@ def model_card(manifest, exp_dir, config, out):
 
 
 def replace_dir(tmp, out):
-    """Rename the complete package ``tmp`` onto ``out`` (an older package there is removed afterwards)."""
+    """Make the complete package ``tmp`` readable as the umask allows (atomic writes make 0600 files) and
+    rename it onto ``out`` (an older package there is removed afterwards)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
+    for root, dirs, files in os.walk(tmp):
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o777 & ~umask)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o666 & ~umask)
     if not os.path.exists(out):
         os.replace(tmp, out)
         return
@@ -291,9 +301,6 @@ def export(exp_dir, epoch, out, backend_name="plda", calibration_trials=None, ca
     parent = os.path.dirname(os.path.abspath(out))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.", dir=parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)
     try:
         for name in FEATURE_CONFS:
             if os.path.isfile(os.path.join(data_dir, "conf", name)):
