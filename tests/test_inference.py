@@ -300,6 +300,10 @@ def test_package_contents_card_and_calibration(exp, tmp_path):
     manifest = package.read_manifest(exp.model)
     assert manifest["files"] == package.list_files(exp.model)
     assert "weights.pt" in manifest["files"] and "backend/plda.txt" in manifest["files"]
+    assert "network.onnx" in manifest["files"] and not any(f.startswith("network.onnx.") for f in manifest["files"])
+    umask = os.umask(0)
+    os.umask(umask)
+    assert {os.stat(os.path.join(exp.model, f)).st_mode & 0o777 for f in manifest["files"]} == {0o666 & ~umask}
     weights = torch.load(os.path.join(exp.model, "weights.pt"), weights_only=True)
     assert weights and not any(k.startswith("loss.") for k in weights)          # no classifier
     assert manifest["frontend"]["vad_checked_on"] and manifest["frontend"]["cmn_window"] == 300
