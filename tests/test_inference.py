@@ -124,7 +124,7 @@ def test_embed_cli_equals_the_recipe(exp, tmp_path, capsys):
 
 @pytest.mark.parametrize("runtime", ["torchscript", "onnx"])
 def test_exported_runtimes_equal_pytorch_on_audio(exp, runtime):
-    eager, other = SpeakerModel.load(exp.model), SpeakerModel.load(exp.model, runtime=runtime, threads=1)
+    eager, other = SpeakerModel.load(exp.model), SpeakerModel.load(exp.model, runtime=runtime)
     wave, rate = soundfile.read(exp.wav["te0001-0001"], dtype="int16")
     inputs = list(exp.wav.values())[:4] + [wave[: rate // 4]]         # + 0.25 s: a few frames
     for audio in inputs:

@@ -172,7 +172,7 @@ def calibration_vectors(speaker_model, trials, calibration_set):
 
 def calibrate(model_dir, trials_path, calibration_set, p_target, trust_blueprint, log=print):
     """Fit the package's calibration on the trials; writes ``calibration.json``; returns its manifest entry."""
-    speaker_model = SpeakerModel.load(model_dir, trust_blueprint=trust_blueprint, threads=torch.get_num_threads())
+    speaker_model = SpeakerModel.load(model_dir, trust_blueprint=trust_blueprint)
     trials = read_trials(trials_path, need_labels=True)
     scores = speaker_model.score_trials(trials, *calibration_vectors(speaker_model, trials, calibration_set))
     cal = train_linear_calibration(scores, trials.labels, p_target)
@@ -283,11 +283,8 @@ def copy_into(src, dst):
 
 
 def export(exp_dir, epoch, out, backend_name="plda", calibration_trials=None, calibration_set=None, p_target=0.01,
-           vad_conf="conf/vad.conf", vad_fix_context=False, data_dir=None, trust_blueprint=False, threads=1,
-           log=print):
-    """Write the package of ``EXP/<epoch>.params`` to ``out`` (see module docstring) computing with ``threads``
-    CPU threads; returns its manifest."""
-    torch.set_num_threads(threads)
+           vad_conf="conf/vad.conf", vad_fix_context=False, data_dir=None, trust_blueprint=False, log=print):
+    """Write the package of ``EXP/<epoch>.params`` to ``out`` (see module docstring); returns its manifest."""
     if (calibration_trials is None) != (calibration_set is None):
         raise ValueError("--calibration-trials and --calibration-set go together")
     if os.path.exists(out) and not os.path.isfile(os.path.join(out, package.MANIFEST)):
@@ -384,8 +381,9 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
     args = p.parse_args(argv)
     epoch = int(args.epoch) if args.epoch.isdigit() else args.epoch
+    torch.set_num_threads(args.threads)
     run_cli(export, args.exp_dir, epoch, args.out, args.backend, args.calibration_trials, args.calibration_set,
-            args.p_target, args.vad_conf, args.vad_fix_context, args.data_dir, args.trust_blueprint, args.threads)
+            args.p_target, args.vad_conf, args.vad_fix_context, args.data_dir, args.trust_blueprint)
 
 
 if __name__ == "__main__":
