@@ -171,7 +171,8 @@ def calibration_vectors(speaker_model, trials, calibration_set):
 
 
 def calibrate(model_dir, trials_path, calibration_set, p_target, trust_blueprint, log=print):
-    """Fit the package's calibration on the trials; writes ``calibration.json``; returns its manifest entry."""
+    """Fit the package's calibration on the trials and write ``calibration.json``; returns ``(its manifest
+    entry, the LinearCalibration)``."""
     speaker_model = SpeakerModel.load(model_dir, trust_blueprint=trust_blueprint)
     trials = read_trials(trials_path, need_labels=True)
     scores = speaker_model.score_trials(trials, *calibration_vectors(speaker_model, trials, calibration_set))
