@@ -17,34 +17,21 @@ import math
 import os
 
 import numpy as np
-import soundfile
 
-from subtools.kaldi import decode
-from subtools.kaldi.audio import INT16_SCALE, AudioError, lossless_info, read_audio
+from subtools.kaldi import audio
+from subtools.kaldi.audio import INT16_SCALE, AudioError, read_audio
 
 logger = logging.getLogger("subtools.inference")
 
 
-def decode_file(path):
-    """``(float32 [N, C] in [-1, 1), rate)`` of an audio file (see module docstring); AudioError naming it
-    when it is missing, empty or undecodable."""
-    if not os.path.isfile(path):
-        raise AudioError(f"{path}: audio file not found")
-    if os.path.getsize(path) == 0:
-        raise AudioError(f"{path}: audio file is empty (0 bytes)")
-    info, sndfile_error = lossless_info(path)
-    try:
-        if info is not None:
-            wave, rate = soundfile.read(path, dtype="float32", always_2d=True)
-        else:
-            wave, rate = decode.decode(path)
-            wave = wave / INT16_SCALE
-    except (decode.DecodeError, soundfile.LibsndfileError, RuntimeError) as e:
-        cause = f"libsndfile: {sndfile_error}; FFmpeg: {e}" if sndfile_error else str(e)
-        raise AudioError(f"{path}: cannot decode audio ({cause})") from None
+def decode_file(path, who):
+    """``(float32 [N, C] in [-1, 1), rate)`` of an audio file, decoded as the recipe decodes it
+    (:func:`subtools.kaldi.audio.decode_file`); AudioError "``who``: ..." when it is missing, empty or
+    undecodable."""
+    wave, rate = audio.decode_file(path, who)
     if wave.shape[0] == 0:
-        raise AudioError(f"{path}: audio has no samples")
-    return wave, int(rate)
+        raise AudioError(f"{who}: audio has no samples: {path}")
+    return wave / INT16_SCALE, int(rate)
 
 
 def as_samples(array, name):
@@ -96,10 +83,7 @@ def load_waveform(source, target_rate, channel=None, sample_rate=None, name=None
         if source.rstrip().endswith("|"):
             wave, rate = read_audio(source, name or source, channel=channel)  # mono, int16 scale, as the recipe
             return to_model_rate(wave[:, None] / INT16_SCALE, rate, target_rate, None, name or source)
-        try:
-            wave, rate = decode_file(source)
-        except AudioError as e:
-            raise AudioError(f"{name}: {e}" if name else str(e)) from None
+        wave, rate = decode_file(source, name or source)
         return to_model_rate(wave, rate, target_rate, channel, name or source)
     name = name or "audio array"
     return to_model_rate(as_samples(source, name), int(sample_rate or target_rate), target_rate, channel, name)

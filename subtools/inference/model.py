@@ -85,7 +85,7 @@ class SpeakerModel:
             network = OnnxNetwork(package.part(model_dir, package.ONNX), net["min_frames"], net["position"], threads)
         b = manifest["backend"]
         backend = Backend(b["chain"], **b["options"])
-        backend._load(package.part(model_dir, package.BACKEND))
+        backend.load(package.part(model_dir, package.BACKEND))
         calibration = (LinearCalibration.load(package.part(model_dir, package.CALIBRATION))
                        if manifest.get("calibration") else None)
         return cls(model_dir, manifest, frontend, network, backend, calibration)

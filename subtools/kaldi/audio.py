@@ -72,12 +72,13 @@ def wav_truncation(path):
     return None
 
 
-def _decode(source, utt, what):
-    """soundfile decode of a path or file object -> (float32 [N, C] in int16 scale, rate)."""
+def _decode(source, who, what):
+    """soundfile decode of a path or file object -> (float32 [N, C] in int16 scale, rate); AudioError
+    "``who``: cannot decode audio from ``what``"."""
     try:
         wave, rate = soundfile.read(source, dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
-        raise AudioError(f"utterance {utt}: cannot decode audio from {what}: {e}") from None
+        raise AudioError(f"{who}: cannot decode audio from {what}: {e}") from None
     return wave * INT16_SCALE, rate
 
 
@@ -92,17 +93,23 @@ def lossless_info(path):
     return (None if info.format in COMPRESSED_SNDFILE_FORMATS else info), None
 
 
-def _decode_file(path, utt):
+def decode_file(path, who):
     """An audio file -> (float32 [N, C] in int16 scale, rate): libsndfile for PCM/FLAC, FFmpeg's decoders
-    (:mod:`subtools.kaldi.decode`) for the rest; AudioError naming the utterance when neither can."""
+    (:mod:`subtools.kaldi.decode`) for the rest. AudioError "``who``: ..." (e.g. "utterance U") when the
+    file is missing, empty or neither can decode it."""
+    where = "" if who == path else f": {path}"
+    if not os.path.isfile(path):
+        raise AudioError(f"{who}: audio file not found{where}")
+    if os.path.getsize(path) == 0:
+        raise AudioError(f"{who}: audio file is empty (0 bytes){where}")
     info, sndfile_error = lossless_info(path)
     if info is not None:
-        return _decode(path, utt, path)
+        return _decode(path, who, path)
     try:
         return decode.decode(path)
     except decode.DecodeError as e:
         cause = f"libsndfile: {sndfile_error}; FFmpeg: {e}" if sndfile_error else f"FFmpeg: {e}"
-        raise AudioError(f"utterance {utt}: cannot decode audio from {path}: {cause}") from None
+        raise AudioError(f"{who}: cannot decode audio from {path}: {cause}") from None
 
 
 def _run_pipe(command, utt):
@@ -155,13 +162,9 @@ def read_audio(entry, utt, expected_rate=None, channel=None):
         if renderer:
             wave, rate = _render_in_process(*renderer, utt, entry)
         else:
-            wave, rate = _decode(io.BytesIO(_run_pipe(entry[:-1], utt)), utt, f"command: {entry}")
+            wave, rate = _decode(io.BytesIO(_run_pipe(entry[:-1], utt)), f"utterance {utt}", f"command: {entry}")
     else:
-        if not os.path.isfile(entry):
-            raise AudioError(f"utterance {utt}: audio file not found: {entry}")
-        if os.path.getsize(entry) == 0:
-            raise AudioError(f"utterance {utt}: audio file is empty (0 bytes): {entry}")
-        wave, rate = _decode_file(entry, utt)
+        wave, rate = decode_file(entry, f"utterance {utt}")
         truncated = wav_truncation(entry)
         if truncated:
             warnings.warn(AudioWarning(f"utterance {utt}: truncated wav: header declares {truncated[0]} bytes of "

@@ -168,7 +168,7 @@ class Backend:
         if params_json and os.path.isfile(params_json):
             with open(params_json) as f:
                 if json.load(f) == desc:
-                    self._load(model_dir)
+                    self.load(model_dir)
                     log(f"back-end {desc['chain']}: reusing models in {model_dir}")
                     return self
         vs = train.vectors
@@ -217,11 +217,13 @@ class Backend:
         with atomic_write(os.path.join(model_dir, "params.json")) as f:
             json.dump(desc, f, indent=1)
 
-    def _load(self, model_dir):
+    def load(self, model_dir):
+        """Load the fitted steps and scorer that :meth:`fit` saved in ``model_dir`` (returns self)."""
         self.params = [load_object(self._file(model_dir, i)) if s != "norm" else None
                        for i, s in enumerate(self.pre)]
         model = Plda.load(os.path.join(model_dir, "plda.txt")) if self.scorer_name == "plda" else None
         self._set_scorer(model)
+        return self
 
     def set_cohort(self, cohort_set):
         """Cohort for AS-norm: the speaker means of ``cohort_set`` (EmbeddingSet), processed."""
