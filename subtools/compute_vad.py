@@ -35,8 +35,9 @@ from subtools.kaldi.audio import read_audio
 from subtools.kaldi.data_dir import read_sorted_table
 from subtools.kaldi.features import FEATURE_TYPES, FeatureExtractor
 from subtools.kaldi.fileio import read_table, write_lines, write_table
-from subtools.kaldi.lock import WAIT_HELP, locked
+from subtools.kaldi.lock import WAIT_HELP
 from subtools.kaldi.vad import compute_vad, read_vad_conf
+from subtools.parallel import dispatch
 
 
 def check_frames(utt, energy, frames):
@@ -126,13 +127,19 @@ def energy_source(data, extractor, source):
 
 
 def run_compute_vad(data, vad_conf, nj=1, fix_context=False, source="auto", feat_type=None, feat_conf=None,
-                    wait=False):
+                    wait=False, cmd="", job=None):
     """Library entry point of the CLI; returns (vad scp dict, failed dict, zero-voiced list). Holds the
     lock of ``data`` (``wait``: wait for another run holding it instead of stopping). The VAD conf is read
-    and checked first (ValueError naming file:line)."""
+    and checked first (ValueError naming file:line). ``cmd``: the jobs' runner (``--cmd``,
+    :mod:`subtools.parallel.dispatch`; logs ``DATA/log/vad_<set>.<job>.log``); ``job``: this process is that
+    dispatched job: it returns None."""
     vad_opts = read_vad_conf(vad_conf)
-    with locked(data, wait, f"data dir {data}"):
-        return _compute_vad(data, vad_opts, nj, fix_context, source, feat_type, feat_conf)
+    job_args = ["--conf", vad_conf, "--nj", nj, *(["--fix-context"] if fix_context else []), "--source", source,
+                *(["--feat-type", feat_type] if feat_type else []), *(["--feat-conf", feat_conf] if feat_conf else []),
+                data]
+    runner = dispatch.stage_dispatch(cmd, job, __file__, job_args, os.path.join(data, "log"))
+    with dispatch.output_lock(data, wait, f"data dir {data}", job):
+        return _compute_vad(data, vad_opts, nj, fix_context, source, feat_type, feat_conf, runner)
 
 
 def data_extractor(data, feat_type=None, feat_conf=None):
@@ -149,7 +156,7 @@ def data_extractor(data, feat_type=None, feat_conf=None):
     return FeatureExtractor.from_conf(feat_type, feat_conf or os.path.join(conf_dir, "feats.conf"), *pitch_confs)
 
 
-def _compute_vad(data, vad_opts, nj, fix_context, source, feat_type, feat_conf):
+def _compute_vad(data, vad_opts, nj, fix_context, source, feat_type, feat_conf, runner):
     vad_opts = dict(vad_opts, fix_context=fix_context)
     extractor = data_extractor(data, feat_type, feat_conf)
     items, energy, what = energy_source(data, extractor, source)
@@ -159,8 +166,10 @@ def _compute_vad(data, vad_opts, nj, fix_context, source, feat_type, feat_conf):
     stamp = f"{sorted(vad_opts.items())} {what} {extractor.stamp()}"
     result = run_jobs(
         items, lambda: VadWorker(energy, vad_opts), os.path.abspath(os.path.join(data, "data")), name, nj,
-        config_stamp=stamp, outputs=[vad_scp, zero_path],
+        config_stamp=stamp, outputs=[vad_scp, zero_path], dispatch=runner,
     )
+    if result is None:   # a dispatched job: its parent merges
+        return None
     scp, failed = result.scp, result.failed
     report_failed(os.path.join(data, "log", "compute_vad.failed"), failed, f"compute_vad {data}")
     report_items(os.path.join(data, "log", "compute_vad.warnings"), result.warnings, f"compute_vad {data}",
@@ -204,6 +213,7 @@ def main(argv=None):
     parser.add_argument("--check-conf", action="store_true", help="only read and check --conf, then exit")
     parser.add_argument("data", nargs="?", help="data dir with feats.scp (and wav.scp for --source audio)")
     parser.add_argument("--wait", action="store_true", help=WAIT_HELP)
+    dispatch.add_options(parser)
     args = parser.parse_args(argv)
     if args.data is None and not args.check_conf:
         parser.error("the data dir is required")
@@ -212,7 +222,7 @@ def main(argv=None):
             read_vad_conf(args.conf)
             return
         run_compute_vad(args.data, args.conf, args.nj, args.fix_context, args.source, args.feat_type, args.feat_conf,
-                        args.wait)
+                        args.wait, args.cmd, dispatch.job_from_args(parser, args))
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         sys.exit(f"compute_vad.py: error: {e}")
 

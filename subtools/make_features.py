@@ -41,8 +41,9 @@ from subtools.kaldi.audio import AudioError, read_audio
 from subtools.kaldi.features import FEATURE_TYPES, FeatureExtractor
 from subtools.kaldi.data_dir import read_sorted_table
 from subtools.kaldi.fileio import write_lines, write_table
-from subtools.kaldi.lock import WAIT_HELP, locked
+from subtools.kaldi.lock import WAIT_HELP
 from subtools.kaldi.vad import read_vad_conf
+from subtools.parallel import dispatch
 
 
 class FeatureWorker:
@@ -64,15 +65,21 @@ class FeatureWorker:
 
 
 def make_features(data, feat_type, conf, nj=1, compress=False, ark_dir=None, wait=False, pitch_conf=None,
-                  postprocess_conf=None, vad_conf=None):
+                  postprocess_conf=None, vad_conf=None, cmd="", job=None):
     """Library entry point of the CLI; returns {utt: reason} of the skipped utterances. Holds the lock of
     ``data`` (``wait``: wait for another run holding it instead of stopping). The option files are read and
     checked before anything else (ValueError naming file:line). ``vad_conf``: also write the VAD (module
-    docstring)."""
+    docstring). ``cmd``: the jobs' runner (``--cmd``, :mod:`subtools.parallel.dispatch`; logs
+    ``DATA/log/raw_<type>_<set>.<job>.log``); ``job``: this process is that dispatched job: it returns None."""
     extractor = FeatureExtractor.from_conf(feat_type, conf, pitch_conf, postprocess_conf)
     vad = SamePassVad(extractor, read_vad_conf(vad_conf), compress) if vad_conf else None
-    with locked(data, wait, f"data dir {data}"):
-        return _make_features(data, extractor, nj, compress, ark_dir, vad)
+    job_args = ["--nj", nj, "--conf", conf, *(["--pitch-conf", pitch_conf] if pitch_conf else []),
+                *(["--pitch-postprocess-conf", postprocess_conf] if postprocess_conf else []),
+                *(["--vad-conf", vad_conf] if vad_conf else []), *(["--compress"] if compress else []),
+                *(["--ark-dir", ark_dir] if ark_dir else []), feat_type, data]
+    runner = dispatch.stage_dispatch(cmd, job, __file__, job_args, os.path.join(data, "log"))
+    with dispatch.output_lock(data, wait, f"data dir {data}", job):
+        return _make_features(data, extractor, nj, compress, ark_dir, vad, runner)
 
 
 def conf_lines(options):
@@ -80,7 +87,7 @@ def conf_lines(options):
     return [f"--{k}={v}" for k, v in sorted(options.items())]
 
 
-def _make_features(data, extractor, nj, compress, ark_dir, vad):
+def _make_features(data, extractor, nj, compress, ark_dir, vad, runner):
     feat_type = extractor.feat_type
     wav_scp = read_sorted_table(os.path.join(data, "wav.scp"))
     ark_dir = os.path.abspath(ark_dir or os.path.join(data, "data"))
@@ -97,8 +104,10 @@ def _make_features(data, extractor, nj, compress, ark_dir, vad):
         stamp, side_arks = f"{stamp} vad {sorted(vad.vad_opts.items())}", (f"{name}_vad",)
     result = run_jobs(
         list(wav_scp.items()), lambda: FeatureWorker(extractor, vad), ark_dir, name, nj,
-        config_stamp=stamp, compress=compress, outputs=outputs, side_arks=side_arks,
+        config_stamp=stamp, compress=compress, outputs=outputs, side_arks=side_arks, dispatch=runner,
     )
+    if result is None:   # a dispatched job: its parent merges
+        return None
     log = os.path.join(data, "log", f"make_{feat_type}")
     report_failed(log + ".failed", result.failed, f"make_features {data}")
     report_items(log + ".warnings", result.warnings, f"make_features {data}", "read with a warning")
@@ -141,6 +150,7 @@ def main(argv=None):
     parser.add_argument("--compress", action="store_true", help="Kaldi-compress the arks (copy-feats --compress)")
     parser.add_argument("--ark-dir", help="where the arks go (default DATA/data)")
     parser.add_argument("--wait", action="store_true", help=WAIT_HELP)
+    dispatch.add_options(parser)
     parser.add_argument("feat_type", choices=FEATURE_TYPES)
     parser.add_argument("data", nargs="?", help="Kaldi data dir with wav.scp")
     args = parser.parse_args(argv)
@@ -155,7 +165,8 @@ def main(argv=None):
                 read_vad_conf(args.vad_conf)
             return
         make_features(args.data, args.feat_type, conf, args.nj, args.compress, args.ark_dir, args.wait,
-                      pitch_conf, args.pitch_postprocess_conf, args.vad_conf)
+                      pitch_conf, args.pitch_postprocess_conf, args.vad_conf, args.cmd,
+                      dispatch.job_from_args(parser, args))
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         sys.exit(f"make_features.py: error: {e}")
 

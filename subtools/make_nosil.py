@@ -11,6 +11,9 @@ vad.scp is not carried (all frames of DST are voiced).
 
 Skipped and listed in ``DST/log/make_nosil.skipped`` (``utt reason``): utterances with 0 voiced
 frames, without a vad.scp entry, or whose VAD length differs from the features.
+
+``--cmd`` runs the jobs through a Kaldi-style runner (``local``, ``slurm ...``, ``queue.pl ...``; logs in
+``DST/log/nosil_feats_<dst>.<job>.log``; see :mod:`subtools.parallel.dispatch`).
 """
 import argparse
 import os
@@ -21,20 +24,24 @@ from subtools.cli import run_cli
 from subtools.kaldi import fingerprint
 from subtools.kaldi.data_dir import DataDir
 from subtools.kaldi.fileio import write_table
-from subtools.kaldi.lock import WAIT_HELP, locked
+from subtools.kaldi.lock import WAIT_HELP
 from subtools.kaldi.nosil import NosilWorker, nosil_item
+from subtools.parallel import dispatch
 
 
-def make_nosil(src, dst, nj=1, cmn_window=300, compress=False, wait=False):
+def make_nosil(src, dst, nj=1, cmn_window=300, compress=False, wait=False, cmd="", job=None):
     """Library entry point of the CLI; returns {utt: reason} of the skipped utterances. Holds the lock of
-    ``dst`` (``wait``: wait for another run holding it instead of stopping)."""
+    ``dst`` (``wait``: wait for another run holding it instead of stopping). ``cmd``: the jobs' runner
+    (``--cmd``); ``job``: this process is that dispatched job (a OneJob): it returns None."""
     if os.path.abspath(src) == os.path.abspath(dst):
         raise ValueError("make_nosil: DST must differ from SRC")
-    with locked(dst, wait, f"data dir {dst}"):
-        return _make_nosil(src, dst, nj, cmn_window, compress)
+    job_args = ["--nj", nj, "--cmn-window", cmn_window, *(["--compress"] if compress else []), src, dst]
+    runner = dispatch.stage_dispatch(cmd, job, __file__, job_args, os.path.join(dst, "log"))
+    with dispatch.output_lock(dst, wait, f"data dir {dst}", job):
+        return _make_nosil(src, dst, nj, cmn_window, compress, runner)
 
 
-def _make_nosil(src, dst, nj, cmn_window, compress):
+def _make_nosil(src, dst, nj, cmn_window, compress, runner):
     data = DataDir.load(src)
     if data.feats_scp is None or data.vad_scp is None:
         raise FileNotFoundError(f"{src}: feats.scp and vad.scp are required")
@@ -47,7 +54,10 @@ def _make_nosil(src, dst, nj, cmn_window, compress):
     result = run_jobs(
         items, lambda: NosilWorker(cmn_window), os.path.abspath(os.path.join(dst, "data")), name, nj,
         config_stamp=f"cmn_window={cmn_window} {sorted(tables.items())}", compress=compress, outputs=[feats_scp],
+        dispatch=runner,
     )
+    if result is None:   # a dispatched job: its parent merges
+        return None
     skipped.update(result.failed)
     report_failed(os.path.join(dst, "log", "make_nosil.skipped"), skipped, f"make_nosil {src}")
     if result.current:
@@ -71,10 +81,12 @@ def main(argv=None):
     parser.add_argument("--cmn-window", type=int, default=300, help="sliding CMN window in frames (centred)")
     parser.add_argument("--compress", action="store_true", help="Kaldi-compress the arks")
     parser.add_argument("--wait", action="store_true", help=WAIT_HELP)
+    dispatch.add_options(parser)
     parser.add_argument("src", help="data dir with feats.scp and vad.scp")
     parser.add_argument("dst", help="output data dir")
     args = parser.parse_args(argv)
-    run_cli(make_nosil, args.src, args.dst, args.nj, args.cmn_window, args.compress, args.wait)
+    job = dispatch.job_from_args(parser, args)
+    run_cli(make_nosil, args.src, args.dst, args.nj, args.cmn_window, args.compress, args.wait, args.cmd, job)
 
 
 if __name__ == "__main__":

@@ -30,13 +30,15 @@
 #                       (defaults conf/pitch.conf and Kaldi's defaults: the authors' mfcc_23_pitch)
 #   --compress          Kaldi-compress the feature arks (about 4x smaller; advised for VoxCeleb2)
 #   --nj N              parallel jobs for audio headers, conversion, augmentation durations, features
+#   --cmd CMD           runner of the stage-2 jobs (decoding, augmentation rendering, features + VAD): local,
+#                       "slurm --partition cpu --mem 4G", run.pl, queue.pl ... (default: local processes)
 set -euo pipefail
 
 vox1= vox1_lists= vox2= sitw= musan= rirs= data=
 stage=0 endstage=3 nj=4
 train_set=voxceleb2_dev test_sets= aug_factor=1 aug_subset=balanced
 vox2_convert= vox2_audio_dir= vox2_pipes= check_audio= compress=
-feat_type=fbank feat_conf= vad_conf= pitch_conf= pitch_postprocess_conf=
+feat_type=fbank feat_conf= vad_conf= pitch_conf= pitch_postprocess_conf= cmd=
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit "${1:-1}"; }
 while [ $# -gt 0 ]; do
@@ -59,6 +61,7 @@ while [ $# -gt 0 ]; do
     --vox2-convert) vox2_convert=$2 ;; --vox2-audio-dir) vox2_audio_dir=$2 ;;
     --feat-type) feat_type=$2 ;; --feat-conf) feat_conf=$2 ;; --vad-conf) vad_conf=$2 ;;
     --pitch-conf) pitch_conf=$2 ;; --pitch-postprocess-conf) pitch_postprocess_conf=$2 ;;
+    --cmd) cmd=$2 ;;
     *) echo "$0: unknown option $opt" >&2; usage ;;
   esac
   shift 2
@@ -162,7 +165,8 @@ features() {  # features + VAD for one data dir in one read of the audio, skippe
   if python3 $local/tables.py complete "$dir" "${tables[@]}"; then
     echo "features: $dir already complete"
   else
-    python3 subtools/make_features.py --nj $nj $compress "${feat_opts[@]}" "${vad_opts[@]}" $feat_type "$dir"
+    python3 subtools/make_features.py --nj $nj $compress ${cmd:+--cmd "$cmd"} "${feat_opts[@]}" "${vad_opts[@]}" \
+      $feat_type "$dir"
   fi
 }
 

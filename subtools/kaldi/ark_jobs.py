@@ -29,6 +29,11 @@ into arks that are about to be replaced: after a crash no merged output exists a
 the unfinished jobs. The worker's ValueError (e.g. :class:`~subtools.kaldi.audio.AudioError`) means
 "bad item": it is skipped and listed; any other exception fails the job and the command. Callers hold
 the output directory's lock (:mod:`subtools.kaldi.lock`), so no two runs write one job.
+
+**Beyond local processes** (``dispatch``, :mod:`subtools.parallel.dispatch`): with a stage's ``--cmd`` the
+jobs to (re)run go through a Kaldi-style runner (local, SLURM, Kaldi's queue.pl...) as ``--job J``
+processes of the stage's own script; each rebuilds the items, runs only job J (or its retry) as above and
+merges nothing; the parent checks every job's stamp, names the logs of the jobs without one, and merges.
 """
 import contextlib
 import dataclasses
@@ -46,6 +51,7 @@ import kaldiio
 from subtools.kaldi.audio import AudioWarning
 from subtools.kaldi.fileio import atomic_write, read_table, write_lines
 from subtools.kaldi.fingerprint import entry_files, identities
+from subtools.parallel.dispatch import OneJob, token_path
 
 KALDI_COMPRESSION_AUTO = 1  # Kaldi CompressionMethod kAutomaticMethod (copy-feats --compress=true)
 KINDS = ("ark", "scp", "len", "failed", "warnings", "done")
@@ -204,7 +210,7 @@ def _run_all(todo, make_worker, compress, start_method, name):
 
 
 def run_jobs(items, make_worker, ark_dir, name, nj, config_stamp="", compress=False, outputs=(),
-             start_method="fork", side_arks=()):
+             start_method="fork", side_arks=(), dispatch=None):
     """Run the jobs that are not complete (and the retries of failed items); return a :class:`JobsResult`.
 
     ``items``: sorted list of (key, value str); ``make_worker()`` builds, once per job (in the job's
@@ -216,16 +222,23 @@ def run_jobs(items, make_worker, ark_dir, name, nj, config_stamp="", compress=Fa
     ``make_worker`` must then be picklable) when more than one must run. RuntimeError if a job crashes.
     ``side_arks``: names of the further arks (module docstring); the worker then returns a tuple
     ``(main, side_1, ...)``.
+    ``dispatch`` (module docstring): None, local processes; a :class:`~subtools.parallel.dispatch.ClusterJobs`,
+    the jobs through its runner; a :class:`~subtools.parallel.dispatch.OneJob`: this process is that
+    dispatched job, which runs only its job and returns None.
     """
     if not items:
         raise ValueError(f"{name}: nothing to process")
     nj = max(1, min(nj, len(items)))
     os.makedirs(ark_dir, exist_ok=True)
-    files = identities(path for _, value in items for path in _item_files(value))
     parts = [items[k * len(items) // nj: (k + 1) * len(items) // nj] for k in range(nj)]
+    only = dispatch.number if isinstance(dispatch, OneJob) else None
+    if only is not None and only > nj:
+        raise ValueError(f"{name}: --job {only}, but the {len(items)} items make {nj} jobs")
+    parts = {j: part for j, part in enumerate(parts, 1) if only in (None, j)}
+    files = identities(path for part in parts.values() for _, value in part for path in _item_files(value))
     jobs = [_Job(str(j), part, job_paths(ark_dir, name, j), _stamp(config_stamp, part, compress, files),
                  {side: job_paths(ark_dir, side, j) for side in side_arks})
-            for j, part in enumerate(parts, 1)]
+            for j, part in parts.items()]
     todo = [job for job in jobs if not job.is_complete()]
     redone = {job.label for job in todo}
     retries, retry_todo = {}, []
@@ -238,6 +251,11 @@ def run_jobs(items, make_worker, ark_dir, name, nj, config_stamp="", compress=Fa
             retries[job.label] = retry
             if not retry.is_complete() or retry.read("failed"):
                 retry_todo.append(retry)
+    if only is not None:
+        dispatch.check(token_path(ark_dir, name))
+        for job in todo + retry_todo:
+            _run_job(job, make_worker, compress, True)
+        return None
     # the merged outputs point into the arks about to be replaced: a redone job's, a retry's with successes
     stale = bool(todo) or any(retry.read("scp") for retry in retry_todo)
     if stale:
@@ -247,7 +265,10 @@ def run_jobs(items, make_worker, ark_dir, name, nj, config_stamp="", compress=Fa
             _remove_stale_jobs(ark_dir, ark_name, nj, keep_retries=retries)
         print(f"{name}: running {len(todo)} of {nj} jobs and {len(retry_todo)} retries of failed items",
               file=sys.stderr)
-        _run_all(todo + retry_todo, make_worker, compress, start_method, name)
+        if dispatch is None:
+            _run_all(todo + retry_todo, make_worker, compress, start_method, name)
+        else:
+            _dispatch(dispatch, todo + retry_todo, ark_dir, name)
     changed = stale or any(retry.read("scp") for retry in retry_todo)   # a retry that now succeeds
     result = JobsResult({}, {}, {}, {}, not changed and all(os.path.exists(path) for path in outputs),
                         {side: {} for side in side_arks})
@@ -261,6 +282,25 @@ def run_jobs(items, make_worker, ark_dir, name, nj, config_stamp="", compress=Fa
             result.warnings.update(part.read("warnings"))
         result.failed.update(parts[-1].read("failed"))
     return result
+
+
+def _dispatch(cluster, todo, ark_dir, name):
+    """Run the jobs ``todo`` through ``cluster`` (a ClusterJobs); RuntimeError naming the logs of those
+    that left no stamp."""
+    numbers = sorted({_number(job) for job in todo})
+    print(f"{name}: jobs through --cmd '{cluster.cmd}', logs {cluster.log_path(name, 'JOB')}", file=sys.stderr)
+    codes = cluster.run(numbers, name, token_path(ark_dir, name))
+    failed = sorted({_number(job) for job in todo if not job.is_complete()})
+    if failed:
+        logs = [cluster.log_path(name, n) for n in failed]
+        raise RuntimeError(f"{name}: {len(failed)} of the {len(numbers)} jobs run through --cmd '{cluster.cmd}' "
+                           f"failed (runner exit codes {codes}); see {', '.join(logs[:5])}"
+                           f"{f' and {len(logs) - 5} more' if len(logs) > 5 else ''}; rerun to redo only them")
+
+
+def _number(job):
+    """The job number of a job or of its retry (label "3" or "3.retry")."""
+    return int(job.label.split(".")[0])
 
 
 def _remove_stale_jobs(ark_dir, name, nj, keep_retries):

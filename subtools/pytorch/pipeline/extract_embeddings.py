@@ -27,6 +27,8 @@ and VAD arks (file identities), same options and the same checkpoint **content**
 model (``--train-stage 0``, a new ``N.params``) is always re-extracted, never served stale.
 ``xvector.scp`` is written last. The command holds the lock of OUTDIR (another run on it: stop, or
 ``--wait``). ``--epoch N`` without ``MODEL_DIR/N.params`` stops before creating anything.
+``--cmd`` runs the jobs through a Kaldi-style runner instead (``local``, ``slurm --gres gpu:1 ...``,
+``queue.pl ...``; logs ``OUTDIR/log/xvector.<j>.log``; see :mod:`subtools.parallel.dispatch`).
 """
 import argparse
 import functools
@@ -43,8 +45,9 @@ from subtools.kaldi.ark_jobs import run_jobs
 from subtools.kaldi.data_dir import utt2spk_to_spk2utt, write_spk2utt
 from subtools.kaldi.fileio import read_table, write_lines, write_table
 from subtools.kaldi.fingerprint import content_hash
-from subtools.kaldi.lock import WAIT_HELP, locked
+from subtools.kaldi.lock import WAIT_HELP
 from subtools.kaldi.nosil import NosilWorker, nosil_item
+from subtools.parallel import dispatch
 from subtools.pytorch.libs.support.utils import setup_logging
 from subtools.pytorch.libs.training.checkpoint import TRUST_HELP, load_model, parse_epoch, require_checkpoint
 
@@ -90,22 +93,27 @@ class EmbeddingWorker:
 
 
 def extract(model_dir, epoch, data_dir, out_dir, nj=1, position="far", max_chunk_frames=10000, min_frames=1,
-            cmn_window=300, device="cpu", force=False, wait=False, trust_blueprint=False):
+            cmn_window=300, device="cpu", force=False, wait=False, trust_blueprint=False, cmd="", job=None):
     """Extract the embeddings of ``data_dir`` into ``out_dir`` (see module docstring). Returns the list of
-    skipped utterance lines."""
+    skipped utterance lines. ``cmd``: the jobs' runner (``--cmd``); ``job``: this process is that dispatched
+    job (a OneJob): it returns None."""
     checkpoint = require_checkpoint(model_dir, epoch)
     load_model(model_dir, epoch, trust_blueprint)  # an untrusted blueprint or a bad checkpoint stops here
     for name in ("feats.scp", "vad.scp"):
         if not os.path.isfile(os.path.join(data_dir, name)):
             raise FileNotFoundError(f"{data_dir}/{name}: missing (make the set's features and VAD first: "
                                     "make_features.py, compute_vad.py)")
-    with locked(out_dir, wait, f"embedding dir {out_dir}"):
+    job_args = ["--model-dir", model_dir, "--epoch", epoch, "--nj", nj, "--position", position, "--max-chunk-frames",
+                max_chunk_frames, "--min-frames", min_frames, "--cmn-window", cmn_window, "--device", device,
+                *(["--trust-blueprint"] if trust_blueprint else []), data_dir, out_dir]
+    runner = dispatch.stage_dispatch(cmd, job, __file__, job_args, os.path.join(out_dir, "log"))
+    with dispatch.output_lock(out_dir, wait, f"embedding dir {out_dir}", job):
         return _extract(model_dir, epoch, checkpoint, data_dir, out_dir, nj, position, max_chunk_frames,
-                        min_frames, cmn_window, device, force, trust_blueprint)
+                        min_frames, cmn_window, device, force, trust_blueprint, runner)
 
 
 def _extract(model_dir, epoch, checkpoint, data_dir, out_dir, nj, position, max_chunk_frames, min_frames,
-             cmn_window, device, force, trust_blueprint):
+             cmn_window, device, force, trust_blueprint, runner):
     final_scp = os.path.join(out_dir, "xvector.scp")
     if force:
         for name in os.listdir(out_dir):
@@ -126,7 +134,9 @@ def _extract(model_dir, epoch, checkpoint, data_dir, out_dir, nj, position, max_
                                     cmn_window, device, threads, trust_blueprint)
     outputs = [os.path.join(out_dir, name) for name in ("skipped", "utt2spk", "spk2utt", "xvector.scp")]
     result = run_jobs(items, make_worker, os.path.abspath(out_dir), "xvector", nj, config_stamp=stamp,
-                      outputs=outputs, start_method="spawn")
+                      outputs=outputs, start_method="spawn", dispatch=runner)
+    if result is None:   # a dispatched job: its parent merges
+        return None
     failed.update(result.failed)
     skipped = [f"{u} {reason}" for u, reason in sorted(failed.items())]
     if skipped:
@@ -158,13 +168,17 @@ def main(argv=None):
     p.add_argument("--force", action="store_true", help="redo every job even if it is complete")
     p.add_argument("--wait", action="store_true", help=WAIT_HELP)
     p.add_argument("--trust-blueprint", action="store_true", help=TRUST_HELP)
+    dispatch.add_options(p)
     p.add_argument("data_dir")
     p.add_argument("out_dir")
     args = p.parse_args(argv)
+    job = dispatch.job_from_args(p, args)
+    if job is not None and args.force:
+        p.error("--force applies to the whole stage, not to one dispatched --job")
     setup_logging()
     run_cli(extract, args.model_dir, args.epoch, args.data_dir, args.out_dir, args.nj, args.position,
             args.max_chunk_frames, args.min_frames, args.cmn_window, args.device, args.force, args.wait,
-            args.trust_blueprint)
+            args.trust_blueprint, args.cmd, job)
 
 
 if __name__ == "__main__":
