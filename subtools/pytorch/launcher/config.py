@@ -17,6 +17,10 @@ instead of being silently ignored. ``model.params`` are checked by the launcher 
 constructor. ``extract.epochs`` lists epoch numbers or ``avg`` (``EXP/avg.params``, see
 ``pipeline/average_checkpoints.py``).
 
+``stage0.cmd`` and ``extract.cmd`` (default "": local processes) name the Kaldi-style runner of stage 0's and
+stage 4's jobs (``local``, ``slurm --partition cpu --mem 4G``, ``queue.pl ...``: a stage's ``--cmd``, see
+:mod:`subtools.parallel.dispatch`); they do not change what is computed, so they are in no record.
+
 ``training.init_from`` (a checkpoint path, default null) starts a new experiment from another one's
 weights (fine-tuning, ``pipeline/train.py``); like every training option it is part of
 :func:`training_record`, so a trained experiment refuses a config that names another start.
@@ -41,7 +45,7 @@ from subtools.score.score_sets import BACKEND_ARGS, BACKEND_NAMES
 
 DEFAULTS = {
     "data_root": "data",
-    "stage0": {"cmn_window": 300, "nj": 4},
+    "stage0": {"cmn_window": 300, "nj": 4, "cmd": ""},
     "stage1": {"min_frames": 200, "min_utts": 8},
     "egs": {"dir": None, "chunk_size": 200, "overlap": 0.1, "scale": 1.5, "valid_spks": 1024,
             "valid_chunks_per_utt": 2, "seed": 1024, "drop_last": False, "chunk_num": -1, "specaug": None},
@@ -50,7 +54,7 @@ DEFAULTS = {
     "training": {"epochs": 6, "batch_size": 128, "num_workers": 2, "prefetch_factor": 2,
                  "report_interval": 100, "clip_grad_norm": 10.0, "seed": 1024, "amp": None,
                  "progress_bar": True, "scale_lr": True, "sync_bn": True, "init_from": None},
-    "extract": {"position": "far", "epochs": None, "nj": 4, "max_chunk_frames": 10000, "min_frames": 1},
+    "extract": {"position": "far", "epochs": None, "nj": 4, "max_chunk_frames": 10000, "min_frames": 1, "cmd": ""},
     "backend": {},
     "test_sets": [],
 }

@@ -3,11 +3,13 @@
     python3 recipe/serialized-experiments/runSerialized-tdnn-xvector.py [--config conf/X.yaml]
         [--stage 0] [--endstage 4] [--train-stage -1] [--force] [--gpu-id ""|0|0,1,...] [--wait]
         [--trust-blueprint] [--init-from CHECKPOINT] [--set key.sub=value ...]
+        [--nnodes N --node-rank R --master-addr HOST [--master-port 29500]]
 
 Stages (each skips work already complete and redoes partial or outdated work; see the README):
 
 0. sliding CMN + voiced frames: ``<data_root>/<train_set>`` -> ``<data_root>/<train_set>_nosil``
-   (``python3 subtools/make_nosil.py``; marker ``.stage0.done`` in the output dir)
+   (``python3 subtools/make_nosil.py``, its jobs through ``stage0.cmd`` when set, e.g. ``slurm --mem 4G``;
+   marker ``.stage0.done`` in the output dir)
 1. drop utterances < ``stage1.min_frames`` and speakers < ``stage1.min_utts`` utterances:
    ``..._nosil`` -> ``..._nosil_filtered`` (marker ``.stage1.done``)
 2. chunk egs of ``..._nosil_filtered`` into ``egs.dir`` (default ``EXP/egs``; marker ``.done``)
@@ -17,9 +19,15 @@ Stages (each skips work already complete and redoes partial or outdated work; se
    ``N.params``. ``--gpu-id`` with several ids runs ``torchrun --standalone --nproc_per_node=<#ids>``
    (DDP, NCCL) with CUDA_VISIBLE_DEVICES=<ids>. ``--init-from CHECKPOINT`` (= ``--set
    training.init_from=CHECKPOINT``) starts from another experiment's weights (fine-tuning, see train.py).
+   **Several nodes**: the same launcher command on every node, with ``--nnodes N --node-rank R --master-addr
+   <node 0's host>``, runs torchrun with a static rendezvous at node 0 (``--nproc_per_node`` = the number of
+   ``--gpu-id`` ids; 1 on CPU, gloo). Node 0 does everything the launcher does; a node R > 0 only joins
+   stage 3's training (``pipeline/train_nodes.py``, which takes the start epoch from node 0), without the
+   experiment's lock, and needs ``--stage 3 --endstage 3``.
 4. embeddings of ``backend.plda_train_set``, ``backend.cohort_set`` and every enroll/test set of
    ``test_sets`` into ``EXP/<extract.position>_epoch_<E>/<set>/`` for each E of ``extract.epochs``
-   (a number, or ``avg``: ``EXP/avg.params`` written by ``pipeline/average_checkpoints.py``).
+   (a number, or ``avg``: ``EXP/avg.params`` written by ``pipeline/average_checkpoints.py``); the jobs go
+   through ``extract.cmd`` when set (e.g. ``slurm --gres gpu:1``).
 
 **What was made from old inputs is never reused.** A stage's marker records its options and the
 fingerprint of the data dir it read (table contents, and the identities of the arks its scp tables
@@ -38,6 +46,7 @@ The launcher holds the lock of ``EXP`` (a second launcher on it stops at once, o
 stages 0-2 and 4 also lock the data, egs and embedding dirs they write, which experiments may share.
 """
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -57,6 +66,17 @@ from subtools.pytorch.libs.support.utils import setup_logging
 from subtools.pytorch.libs.training import checkpoint as ckpt
 
 logger = logging.getLogger("launcher")
+PIPELINE = os.path.join(REPO_ROOT, "subtools", "pytorch", "pipeline")
+
+
+@dataclasses.dataclass(frozen=True)
+class Nodes:
+    """The machines of stage 3's training: ``count`` nodes, this one ``rank``, node 0 at ``addr:port``."""
+
+    count: int = 1
+    rank: int = 0
+    addr: str = "127.0.0.1"
+    port: int = 29500
 
 
 def data_path(config, name):
@@ -95,8 +115,10 @@ def stage0(config, wait):
         logger.info("stage 0: %s is complete, skipped", dst)
         return
     markers.clear(marker)
+    job_cmd = config["stage0"]["cmd"]
     cmd = [sys.executable, os.path.join(REPO_ROOT, "subtools", "make_nosil.py"), "--nj", str(config["stage0"]["nj"]),
-           "--cmn-window", str(config["stage0"]["cmn_window"]), *(["--wait"] if wait else []), src, dst]
+           "--cmn-window", str(config["stage0"]["cmn_window"]), *(["--wait"] if wait else []),
+           *(["--cmd", job_cmd] if job_cmd else []), src, dst]
     logger.info("stage 0: %s", " ".join(cmd))
     subprocess.run(cmd, check=True)
     markers.mark_complete(marker, opts)
@@ -155,7 +177,7 @@ def egs_record(config):
         return f.read()
 
 
-def stage3(config, train_stage, gpu_ids, trust_blueprint):
+def stage3(config, train_stage, gpu_ids, trust_blueprint, nodes=Nodes()):
     from subtools.pytorch.libs.egs.egs import read_info
     exp_dir = config["exp_dir"]
     epochs = config["training"]["epochs"]
@@ -185,15 +207,43 @@ def stage3(config, train_stage, gpu_ids, trust_blueprint):
             ckpt.keep_training_log(exp_dir)
     args = ["--exp-dir", exp_dir, "--train-stage", str(start), "--device", "cuda" if gpu_ids else "cpu",
             *(["--pending"] if pending else []), *(["--trust-blueprint"] if trust_blueprint else [])]
-    if len(gpu_ids) > 1:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={len(gpu_ids)}",
-               os.path.join(REPO_ROOT, "subtools", "pytorch", "pipeline", "train.py"), *args]
-        logger.info("stage 3: CUDA_VISIBLE_DEVICES=%s %s", ",".join(gpu_ids), " ".join(cmd))
-        subprocess.run(cmd, check=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(gpu_ids)})
+    if len(gpu_ids) > 1 or nodes.count > 1:
+        run_torchrun(args, gpu_ids, nodes)
     else:
         from subtools.pytorch.pipeline.train import train
         logger.info("stage 3: training %s from epoch %d", exp_dir, start)
         train(exp_dir, start, "cuda" if gpu_ids else "cpu", pending=pending, trust_blueprint=trust_blueprint)
+
+
+def torchrun_command(train_args, nproc, nodes):
+    """argv of torch's launcher for the training: one node, ``--standalone`` with ``train.py``; several, a
+    static rendezvous at node 0 with ``train_nodes.py`` (see the module docstring)."""
+    if nodes.count == 1:
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+                os.path.join(PIPELINE, "train.py"), *train_args]
+    return [sys.executable, "-m", "torch.distributed.run", f"--nnodes={nodes.count}", f"--node-rank={nodes.rank}",
+            f"--master-addr={nodes.addr}", f"--master-port={nodes.port}", f"--nproc_per_node={nproc}",
+            os.path.join(PIPELINE, "train_nodes.py"), *train_args]
+
+
+def run_torchrun(train_args, gpu_ids, nodes):
+    cmd = torchrun_command(train_args, max(1, len(gpu_ids)), nodes)
+    env = {**os.environ, **({"CUDA_VISIBLE_DEVICES": ",".join(gpu_ids)} if gpu_ids else {})}
+    logger.info("stage 3: CUDA_VISIBLE_DEVICES=%s %s", ",".join(gpu_ids), " ".join(cmd))
+    subprocess.run(cmd, check=True, env=env)
+
+
+def join_training(config, train_stage, gpu_ids, trust_blueprint, nodes):
+    """Node ``nodes.rank`` > 0 of a multi-node stage 3: run this node's training processes (see the module
+    docstring); nothing when the training is complete (node 0 skips it too)."""
+    epochs = config["training"]["epochs"]
+    if train_stage < 0 and ckpt.latest_epoch(config["exp_dir"]) >= epochs:
+        logger.info("stage 3: %s has %d.params, training complete, skipped", config["exp_dir"], epochs)
+        return
+    check_device(gpu_ids)
+    logger.info("stage 3: node %d of %d joins the training at %s:%d", nodes.rank, nodes.count, nodes.addr, nodes.port)
+    run_torchrun(["--exp-dir", config["exp_dir"], "--train-stage", str(train_stage), "--device",
+                  "cuda" if gpu_ids else "cpu", *(["--trust-blueprint"] if trust_blueprint else [])], gpu_ids, nodes)
 
 
 def stage4(config, gpu_ids, wait, trust_blueprint):
@@ -204,7 +254,8 @@ def stage4(config, gpu_ids, wait, trust_blueprint):
         raise FileNotFoundError(f"stage 4: no checkpoint {config['exp_dir']}/<epoch>.params for extract.epochs "
                                 f"{absent}: train those epochs (stage 3), average them (avg: "
                                 "average_checkpoints.py) or set extract.epochs (default: [training.epochs])")
-    check_device(gpu_ids)
+    if not opts["cmd"]:   # jobs through extract.cmd run on other machines, which this one cannot check
+        check_device(gpu_ids)
     for epoch in opts["epochs"]:
         for name in extract_sets(config):
             out_dir = os.path.join(config["exp_dir"], f"{opts['position']}_epoch_{epoch}", name)
@@ -212,7 +263,8 @@ def stage4(config, gpu_ids, wait, trust_blueprint):
             extract(config["exp_dir"], epoch, data_path(config, name), out_dir, nj=opts["nj"],
                     position=opts["position"], max_chunk_frames=opts["max_chunk_frames"],
                     min_frames=opts["min_frames"], cmn_window=config["stage0"]["cmn_window"],
-                    device="cuda" if gpu_ids else "cpu", wait=wait, trust_blueprint=trust_blueprint)
+                    device="cuda" if gpu_ids else "cpu", wait=wait, trust_blueprint=trust_blueprint,
+                    cmd=opts["cmd"] or "")
 
 
 def write_config(config, config_dir):
@@ -273,7 +325,15 @@ def parse_args(argv, default_config, description):
                         "avg.params): the same as --set training.init_from=CHECKPOINT")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.SUB=VALUE",
                    help="override a config value (yaml-parsed), repeatable")
-    return p.parse_args(argv)
+    p.add_argument("--nnodes", type=int, default=1, help="stage 3: machines the training runs on (default 1)")
+    p.add_argument("--node-rank", type=int, default=0,
+                   help="stage 3 with --nnodes: this machine's rank, 0..nnodes-1 (0 runs every stage)")
+    p.add_argument("--master-addr", default="127.0.0.1", help="stage 3 with --nnodes: host name or address of node 0")
+    p.add_argument("--master-port", type=int, default=29500, help="stage 3 with --nnodes: a free port on node 0")
+    args = p.parse_args(argv)
+    if args.nnodes < 1 or not 0 <= args.node_rank < args.nnodes:
+        p.error(f"--node-rank must be in 0..{args.nnodes - 1} and --nnodes >= 1 (got {args.node_rank}, {args.nnodes})")
+    return args
 
 
 def run(args):
@@ -285,11 +345,18 @@ def run(args):
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu_ids[0]
     train_stage = 0 if args.force else args.train_stage
     stage_range = range(max(args.stage, 0), min(args.endstage, 4) + 1)
+    nodes = Nodes(args.nnodes, args.node_rank, args.master_addr, args.master_port)
+    if nodes.rank > 0:
+        if list(stage_range) != [3]:
+            raise ValueError(f"--node-rank {nodes.rank}: a node other than 0 only joins stage 3's training; run it "
+                             "with --stage 3 --endstage 3 (node 0 runs the other stages)")
+        join_training(config, train_stage, gpu_ids, args.trust_blueprint, nodes)
+        return 0
     with locked(config["exp_dir"], args.wait, f"experiment {config['exp_dir']}"):
         record_config(config, stage_range, fresh=train_stage == 0)
         stages = {0: lambda: stage0(config, args.wait), 1: lambda: stage1(config, args.wait),
                   2: lambda: stage2(config, args.wait),
-                  3: lambda: stage3(config, train_stage, gpu_ids, args.trust_blueprint),
+                  3: lambda: stage3(config, train_stage, gpu_ids, args.trust_blueprint, nodes),
                   4: lambda: stage4(config, gpu_ids, args.wait, args.trust_blueprint)}
         for stage in stage_range:
             stages[stage]()

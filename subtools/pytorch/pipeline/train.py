@@ -113,7 +113,8 @@ def start_from(model, checkpoint, config_dir, rank=0):
             yaml.safe_dump(record, f, sort_keys=False)
 
 
-def main(argv=None):
+def parse_args(argv=None):
+    """The command line of this script (also that of ``train_nodes.py``, the multi-node entry)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--exp-dir", required=True, help="experiment dir with config/ written by the launcher")
     parser.add_argument("--train-stage", type=int, default=-1,
@@ -122,7 +123,11 @@ def main(argv=None):
     parser.add_argument("--pending", action="store_true",
                         help="retrain from scratch with the record in EXP/config.new (written by the launcher)")
     parser.add_argument("--trust-blueprint", action="store_true", help=TRUST_HELP)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
     setup_logging()
     train(args.exp_dir, args.train_stage, args.device, args.pending, args.trust_blueprint)
 
