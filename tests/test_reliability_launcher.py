@@ -62,9 +62,9 @@ def embeddings(directory):
     return {u: kaldiio.load_mat(v) for u, v in read_table(os.path.join(directory, "xvector.scp")).items()}
 
 
-def direct_embeddings(exp, epoch, data):
-    """Embeddings written from the model's own forward (independent of the extraction jobs)."""
-    model = load_model(str(exp), epoch)
+def direct_embeddings(model, data):
+    """Embeddings written from the model's own forward: sliding CMN and voiced frames written out here
+    (independent of the extraction jobs)."""
     feats, vads = read_table(data / "feats.scp"), read_table(data / "vad.scp")
     out = {}
     for utt, entry in feats.items():
@@ -86,7 +86,7 @@ def test_retraining_re_extracts_and_keeps_the_old_run_aside(trained, tmp_path):
     old_vectors = embeddings(exp / "far_epoch_2" / "test")
     assert main(["--config", str(config), "--train-stage", "0", "--set", "training.seed=7"]) == 0
     new_vectors = embeddings(exp / "far_epoch_2" / "test")
-    expected = direct_embeddings(exp, 2, trained / "data" / "test")
+    expected = direct_embeddings(load_model(str(exp), 2), trained / "data" / "test")
     assert new_vectors.keys() == expected.keys() == old_vectors.keys()
     for utt in expected:
         np.testing.assert_allclose(new_vectors[utt], expected[utt], rtol=1e-4, atol=1e-5)
@@ -113,7 +113,7 @@ def test_extraction_cli_re_extracts_after_a_new_checkpoint(trained, tmp_path):
     torch.save(state, exp / "2.params")                 # a different model at the same path
     subprocess.run(cmd, check=True, cwd=REPO, capture_output=True)
     second = embeddings(out)
-    expected = direct_embeddings(exp, 2, trained / "data" / "test")
+    expected = direct_embeddings(load_model(str(exp), 2), trained / "data" / "test")
     for utt in expected:
         np.testing.assert_allclose(second[utt], expected[utt], rtol=1e-4, atol=1e-5)
         assert not np.allclose(second[utt], first[utt], atol=1e-3)

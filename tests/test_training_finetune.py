@@ -15,7 +15,6 @@ import pytest
 import torch
 import yaml
 
-from subtools.kaldi.cmvn import sliding_cmn
 from subtools.kaldi.fileio import read_table
 from subtools.pytorch.launcher.config import config_diff, load_config, resolve
 from subtools.pytorch.launcher.stages import main
@@ -25,6 +24,7 @@ from subtools.pytorch.libs.support.utils import set_seed
 from subtools.pytorch.libs.training.checkpoint import (build_model, init_weights_from, load_checkpoint, parse_epoch,
                                                        promote_pending_run)
 from subtools.pytorch.pipeline.average_checkpoints import average_checkpoints
+from test_reliability_launcher import direct_embeddings
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PIPELINE = os.path.join(REPO, "subtools", "pytorch", "pipeline")
@@ -173,17 +173,6 @@ def test_average_is_the_arithmetic_mean_of_the_epochs(base, tmp_path):
         average_checkpoints(str(exp), ["2", "2"])
     with pytest.raises(FileNotFoundError, match="has epochs 1 2 3"):
         average_checkpoints(str(exp), ["3", "4"])
-
-
-def direct_embeddings(model, data):
-    """Embeddings from the model's own forward (CMN + voiced frames written out here)."""
-    feats, vads = read_table(data / "feats.scp"), read_table(data / "vad.scp")
-    out = {}
-    for utt, entry in feats.items():
-        x = sliding_cmn(kaldiio.load_mat(entry), 300)[kaldiio.load_mat(vads[utt]) > 0.5]
-        with torch.no_grad():
-            out[utt] = model.extract_embedding(torch.from_numpy(x.T.copy())[None], "far")[0].numpy()
-    return out
 
 
 def mean_model(exp, epochs):

@@ -20,7 +20,6 @@ Waveforms are float32 ``[N]`` in int16 scale (see :mod:`subtools.kaldi.audio`); 
 float32 ``[T, D]`` with T frames of ``frame-shift`` ms.
 """
 import hashlib
-import math
 
 import numpy as np
 import torch
