@@ -67,7 +67,7 @@ class Reporter:
         row = {"epoch": epoch + 1, "iter": iteration, "train_loss": f"{train_loss:.6f}",
                "valid_loss": "" if valid_loss is None else f"{valid_loss:.6f}",
                "train_acc": f"{train_acc:.6f}", "valid_acc": "" if valid_acc is None else f"{valid_acc:.6f}",
-               "lr": f"{lr:.6g}", "elapsed_s": f"{self.elapsed_before + time.monotonic() - self.started:.1f}"}
+               "lr": f"{lr:.6g}", "elapsed_s": f"{self.elapsed_before + time.monotonic() - self.started:.3f}"}
         self.rows.append(row)
         with atomic_write(self.csv_path) as f:
             out = csv.DictWriter(f, fieldnames=COLUMNS)
