@@ -251,3 +251,35 @@ def test_paths_with_spaces(trained, tmp_path):
                             "--backend", "cosine"], cwd=REPO, capture_output=True, text=True, check=True).stdout
     row = next(line.split() for line in table.splitlines() if line.split()[:2] == ["2", "t"])
     assert row[2] == "15" and 0 <= float(row[3]) <= 100
+
+
+def test_a_record_naming_its_own_copy_is_not_trusted(trained, tmp_path):
+    """nnet.config's ``source`` belongs to the experiment: pointing it at the experiment's own (edited) copy
+    must not make the copy trusted."""
+    exp = tmp_path / "exp"
+    shutil.copytree(trained / "exp", exp)
+    ran = tmp_path / "blueprint_ran"
+    with open(exp / "config" / "blueprint.py", "a") as f:
+        f.write(f"\nopen({str(ran)!r}, 'w').close()\n")
+    nnet = yaml.safe_load((exp / "config" / "nnet.config").read_text())
+    nnet["source"] = str(exp / "config" / "blueprint.py")
+    (exp / "config" / "nnet.config").write_text(yaml.safe_dump(nnet))
+    from subtools.pytorch.libs.training.checkpoint import UntrustedBlueprintError
+    with pytest.raises(UntrustedBlueprintError, match="--trust-blueprint"):
+        load_model(str(exp), 2)
+    assert not ran.exists()
+
+
+def test_a_blueprint_the_users_config_names_is_trusted_by_the_launcher_only(trained, tmp_path):
+    mine = tmp_path / "my_model.py"
+    mine.write_text(open(f"{REPO}/subtools/pytorch/model/xvector.py").read() + "\n# my variant\n")
+    config = write_config(tmp_path / "exp.yaml", trained, exp_dir=str(tmp_path / "exp"),
+                          model={"blueprint": str(mine), "class": "Xvector",
+                                 "params": {"channels": [16, 16, 16, 16, 32], "embd_dim": 16}})
+    shutil.copytree(trained / "exp" / "egs", tmp_path / "exp" / "egs")
+    assert main(["--config", str(config), "--stage", "3"]) == 0          # trains and extracts
+    assert len(embeddings(tmp_path / "exp" / "far_epoch_2" / "test")) == 6
+    refused = subprocess.run([*EXTRACT, "--model-dir", str(tmp_path / "exp"), "--epoch", "2",
+                              str(trained / "data" / "test"), str(tmp_path / "out")], cwd=REPO, capture_output=True,
+                             text=True)
+    assert refused.returncode != 0 and "--trust-blueprint" in refused.stderr

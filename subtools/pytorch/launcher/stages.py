@@ -177,6 +177,12 @@ def egs_record(config):
         return f.read()
 
 
+def trusts(config, config_dir, trust_blueprint):
+    """Whether the model of ``config_dir`` may be built from its blueprint copy: the user said so, or the copy
+    is identical to the blueprint the user's config names (see checkpoint.trusted_blueprint)."""
+    return trust_blueprint or ckpt.copy_of(config_dir, ckpt.resolve_blueprint(config["model"]["blueprint"]))
+
+
 def stage3(config, train_stage, gpu_ids, trust_blueprint, nodes=Nodes()):
     from subtools.pytorch.libs.egs.egs import read_info
     exp_dir = config["exp_dir"]
@@ -195,10 +201,12 @@ def stage3(config, train_stage, gpu_ids, trust_blueprint, nodes=Nodes()):
                              f"(compare {egs_done} with {recorded}); retrain with --train-stage 0, or use a new exp_dir")
     check_device(gpu_ids)
     pending = start == 0 and bool(ckpt.saved_epochs(exp_dir))   # an old run to keep until the new one saves
+    config_dir = os.path.join(exp_dir, ckpt.PENDING_CONFIG if pending else "config")
     if start == 0:
-        config_dir = os.path.join(exp_dir, ckpt.PENDING_CONFIG if pending else "config")
         info = read_info(config["egs"]["dir"])
         ckpt.write_model_config(exp_dir, config["model"], info["feat_dim"], info["num_targets"], config_dir)
+    trust_blueprint = trusts(config, config_dir, trust_blueprint)
+    if start == 0:
         ckpt.build_model(exp_dir, trust_blueprint, config_dir)     # the params build before anything moves
         write_config(config, config_dir)
         with atomic_write(os.path.join(config_dir, "egs.done")) as f:
@@ -241,6 +249,9 @@ def join_training(config, train_stage, gpu_ids, trust_blueprint, nodes):
         logger.info("stage 3: %s has %d.params, training complete, skipped", config["exp_dir"], epochs)
         return
     check_device(gpu_ids)
+    pending = os.path.join(config["exp_dir"], ckpt.PENDING_CONFIG)
+    trust_blueprint = trusts(config, pending if os.path.isdir(pending) else os.path.join(config["exp_dir"], "config"),
+                             trust_blueprint)
     logger.info("stage 3: node %d of %d joins the training at %s:%d", nodes.rank, nodes.count, nodes.addr, nodes.port)
     run_torchrun(["--exp-dir", config["exp_dir"], "--train-stage", str(train_stage), "--device",
                   "cuda" if gpu_ids else "cpu", *(["--trust-blueprint"] if trust_blueprint else [])], gpu_ids, nodes)
@@ -256,6 +267,7 @@ def stage4(config, gpu_ids, wait, trust_blueprint):
                                 "average_checkpoints.py) or set extract.epochs (default: [training.epochs])")
     if not opts["cmd"]:   # jobs through extract.cmd run on other machines, which this one cannot check
         check_device(gpu_ids)
+    trust_blueprint = trusts(config, os.path.join(config["exp_dir"], "config"), trust_blueprint)
     for epoch in opts["epochs"]:
         for name in extract_sets(config):
             out_dir = os.path.join(config["exp_dir"], f"{opts['position']}_epoch_{epoch}", name)

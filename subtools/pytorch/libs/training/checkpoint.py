@@ -8,11 +8,13 @@
                   class: Name, inputs_dim: F, num_targets: S}
     params.dict   yaml of the model's constructor params (``model.params``)
 
-**No code from an experiment dir runs unless the user trusts it.** The model is built from the
-project's own blueprint named by ``source`` when ``blueprint.py`` is byte-identical to it; a copy that
-differs (the project's file changed since training, or the experiment comes from elsewhere) is refused
-with :class:`UntrustedBlueprintError` unless ``trust_blueprint`` (the CLIs' ``--trust-blueprint``), after
-which the copy is loaded. Checkpoints load with ``torch.load(weights_only=True)``.
+**No code from an experiment dir runs unless the user trusts it.** The model is built from the project's
+own model file (``subtools/pytorch/model/*.py``) that ``blueprint.py`` is byte-identical to; a copy that
+matches none (the project's file changed since training, a blueprint of the user's own, or an experiment
+from elsewhere) is refused with :class:`UntrustedBlueprintError` unless ``trust_blueprint`` (the CLIs'
+``--trust-blueprint``; the launcher also trusts a copy identical to the blueprint its config names), after
+which the copy is loaded. ``source`` only names the file in messages. Checkpoints load with
+``torch.load(weights_only=True)``.
 
 ``EXP/<epoch>.params`` (epoch 1-based = number of finished epochs): a dict with ``epoch``, ``model``,
 ``optimizer``, ``lr_scheduler``, ``scaler`` (AMP, or None), ``rng`` (python/numpy/torch/cuda states, see
@@ -76,17 +78,28 @@ def _same_bytes(a, b):
         return f.read() == g.read()
 
 
+def project_blueprints():
+    """The model files of this project (the only code that runs without the user's say-so)."""
+    return sorted(glob.glob(os.path.join(REPO_ROOT, "subtools", "pytorch", "model", "*.py")))
+
+
+def copy_of(config_dir, path):
+    """True when ``config_dir``'s blueprint copy is byte-identical to the file ``path`` (e.g. the blueprint
+    the user's own config names: the launcher trusts a copy of that)."""
+    copy = os.path.join(config_dir, "blueprint.py")
+    return os.path.isfile(copy) and os.path.isfile(path) and _same_bytes(copy, path)
+
+
 def trusted_blueprint(config_dir, nnet, trust_blueprint=False):
-    """The blueprint file to load for the record ``nnet`` of ``config_dir`` (see module docstring)."""
+    """The blueprint file to load for the record ``nnet`` of ``config_dir`` (see module docstring): the
+    project's model file identical to the copy, else the copy itself only when ``trust_blueprint``. The
+    record's ``source`` names a file for the message only: it is part of the experiment, so it decides
+    nothing."""
     copy = os.path.join(config_dir, nnet["blueprint"])
     if not os.path.isfile(copy):
         raise FileNotFoundError(f"{copy}: missing (the experiment's record of its model file)")
-    if nnet.get("source"):
-        candidates = [resolve_blueprint(nnet["source"])]
-    else:  # records written before ``source`` existed: any model file of the project
-        candidates = sorted(glob.glob(os.path.join(REPO_ROOT, "subtools", "pytorch", "model", "*.py")))
-    for project in candidates:
-        if os.path.isfile(project) and _same_bytes(project, copy):
+    for project in project_blueprints():
+        if _same_bytes(project, copy):
             return project
     if trust_blueprint:
         return copy
