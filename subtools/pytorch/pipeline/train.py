@@ -26,6 +26,7 @@ turns every BatchNorm into ``torch.nn.SyncBatchNorm`` (batch statistics over all
 torch's SyncBatchNorm refuses CPU tensors, so on CPU it is skipped with a warning).
 """
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -99,6 +100,10 @@ def train(exp_dir, train_stage=-1, device_type="cpu", pending=False, trust_bluep
     try:
         trainer.run(start, before_first_save=(lambda: promote_pending_run(exp_dir)) if pending else None)
     finally:
+        # The DDP wrapper's reducer holds the process group: drop it first, so that the group (and gloo's
+        # worker threads) is destroyed here, not during interpreter shutdown, where gloo can abort.
+        trainer.model = trainer.core
+        gc.collect()
         distributed.cleanup()
     return trainer.core
 
