@@ -30,13 +30,15 @@ import sys
 
 import kaldiio
 
-from subtools.kaldi.ark_jobs import KALDI_COMPRESSION_AUTO, report_failed, report_items, run_jobs
+from subtools.cli import run_cli
+from subtools.kaldi.ark_jobs import KALDI_COMPRESSION_AUTO, report_items, run_jobs
 from subtools.kaldi.audio import read_audio
 from subtools.kaldi.data_dir import read_sorted_table
 from subtools.kaldi.features import FEATURE_TYPES, FeatureExtractor
 from subtools.kaldi.fileio import read_table, write_lines, write_table
+from subtools.kaldi.fingerprint import content_hash
 from subtools.kaldi.lock import WAIT_HELP
-from subtools.kaldi.vad import compute_vad, read_vad_conf
+from subtools.kaldi.vad import compute_vad, read_vad_conf, vad_conf_lines
 from subtools.parallel import dispatch
 
 
@@ -56,16 +58,16 @@ class FeatsEnergy:
 
 
 class AudioEnergy:
-    """(utt, "num_frames<TAB>wav.scp-entry") -> raw log-energy ``[T]`` computed from the audio."""
+    """(utt, wav.scp entry) -> raw log-energy ``[T]`` computed from the audio; ``frames`` {utt: the
+    features' frame count} (utt2num_frames), which the energy must match."""
 
-    def __init__(self, extractor):
-        self.extractor = extractor
+    def __init__(self, extractor, frames):
+        self.extractor, self.frames = extractor, frames
 
-    def __call__(self, utt, value):
-        frames, entry = value.split("\t", 1)
+    def __call__(self, utt, entry):
         wave, _ = read_audio(entry, utt, expected_rate=self.extractor.sample_rate, channel=self.extractor.channel)
         energy = self.extractor.frame_log_energy(wave)
-        check_frames(utt, energy, frames)
+        check_frames(utt, energy, self.frames[utt])
         return energy
 
 
@@ -122,8 +124,9 @@ def energy_source(data, extractor, source):
         raise ValueError(
             f"{data}: {len(missing)} utterances of feats.scp lack wav.scp/utt2num_frames, e.g. {missing[0]}"
         )
-    items = [(u, f"{frames[u]}\t{wav[u]}") for u in feats]
-    return items, AudioEnergy(extractor), "raw log-energy from wav.scp audio"
+    items = [(u, wav[u]) for u in feats]
+    what = f"raw log-energy from wav.scp audio (utt2num_frames sha1 {content_hash(os.path.join(data, 'utt2num_frames'))})"
+    return items, AudioEnergy(extractor, frames), what
 
 
 def run_compute_vad(data, vad_conf, nj=1, fix_context=False, source="auto", feat_type=None, feat_conf=None,
@@ -162,16 +165,16 @@ def _compute_vad(data, vad_opts, nj, fix_context, source, feat_type, feat_conf, 
     items, energy, what = energy_source(data, extractor, source)
     print(f"compute_vad: {data}: energy = {what}", file=sys.stderr)
     name = f"vad_{os.path.basename(os.path.normpath(data))}"
-    vad_scp, zero_path = vad_outputs(data)
+    vad_scp, zero_path, _ = vad_outputs(data)
     stamp = f"{sorted(vad_opts.items())} {what} {extractor.stamp()}"
     result = run_jobs(
         items, lambda: VadWorker(energy, vad_opts), os.path.abspath(os.path.join(data, "data")), name, nj,
-        config_stamp=stamp, outputs=[vad_scp, zero_path], dispatch=runner,
+        config_stamp=stamp, outputs=list(vad_outputs(data)), dispatch=runner,
     )
     if result is None:   # a dispatched job: its parent merges
         return None
     scp, failed = result.scp, result.failed
-    report_failed(os.path.join(data, "log", "compute_vad.failed"), failed, f"compute_vad {data}")
+    report_items(os.path.join(data, "log", "compute_vad.failed"), failed, f"compute_vad {data}")
     report_items(os.path.join(data, "log", "compute_vad.warnings"), result.warnings, f"compute_vad {data}",
                  "read with a warning")
     if result.current:
@@ -179,18 +182,24 @@ def _compute_vad(data, vad_opts, nj, fix_context, source, feat_type, feat_conf, 
         return scp, failed, list(read_table(zero_path))
     if not scp:
         raise RuntimeError(f"compute_vad: all utterances of {data} failed; nothing written")
-    return scp, failed, write_vad(data, scp)
+    zero = write_vad(data, scp, vad_opts)
+    result.mark_current()
+    return scp, failed, zero
 
 
 def vad_outputs(data):
-    """The merged files a VAD run writes: ``DATA/vad.scp`` and ``DATA/log/vad.zero_voiced``."""
-    return os.path.join(data, "vad.scp"), os.path.join(data, "log", "vad.zero_voiced")
+    """The merged files a VAD run writes: ``DATA/vad.scp``, ``DATA/log/vad.zero_voiced`` and
+    ``DATA/conf/vad.conf`` (the resolved options it ran with)."""
+    return (os.path.join(data, "vad.scp"), os.path.join(data, "log", "vad.zero_voiced"),
+            os.path.join(data, "conf", "vad.conf"))
 
 
-def write_vad(data, scp):
-    """Write the merged VAD ``scp`` {utt: ark entry} as DATA/vad.scp, after listing the utterances with no
-    voiced frame in DATA/log/vad.zero_voiced (warned); returns that list."""
-    vad_scp, zero_path = vad_outputs(data)
+def write_vad(data, scp, vad_opts):
+    """Write the merged VAD ``scp`` {utt: ark entry} as DATA/vad.scp, after recording ``vad_opts`` in
+    DATA/conf/vad.conf and listing the utterances with no voiced frame in DATA/log/vad.zero_voiced
+    (warned); returns that list."""
+    vad_scp, zero_path, conf_path = vad_outputs(data)
+    write_lines(conf_path, vad_conf_lines(vad_opts))
     zero = [u for u, entry in scp.items() if not kaldiio.load_mat(entry).any()]
     write_lines(zero_path, zero)
     if zero:
@@ -217,15 +226,16 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.data is None and not args.check_conf:
         parser.error("the data dir is required")
-    try:
-        if args.check_conf:
-            read_vad_conf(args.conf)
-            return
-        run_compute_vad(args.data, args.conf, args.nj, args.fix_context, args.source, args.feat_type, args.feat_conf,
-                        args.wait, args.cmd, dispatch.job_from_args(parser, args))
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        sys.exit(f"compute_vad.py: error: {e}")
+    run_cli(run, args, parser)
 
+
+def run(args, parser):
+    """Carry out the parsed command line."""
+    if args.check_conf:
+        read_vad_conf(args.conf)
+        return
+    run_compute_vad(args.data, args.conf, args.nj, args.fix_context, args.source, args.feat_type, args.feat_conf,
+                    args.wait, args.cmd, dispatch.job_from_args(parser, args))
 
 if __name__ == "__main__":
     main()

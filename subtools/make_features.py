@@ -10,7 +10,8 @@
 
 Reads ``DATA/wav.scp``; writes ``DATA/data/raw_<type>_<set>.<job>.ark/.scp`` per job, then
 ``DATA/conf/feat_type`` + ``DATA/conf/feats.conf`` (the fully resolved options, read by
-compute_vad.py; mfcc_pitch also ``DATA/conf/pitch.conf`` and ``DATA/conf/pitch_postprocess.conf``),
+compute_vad.py; mfcc_pitch also ``DATA/conf/pitch.conf`` and ``DATA/conf/pitch_postprocess.conf``;
+``DATA/conf/compress``),
 ``DATA/utt2num_frames`` and, last, ``DATA/feats.scp``.
 
 ``--vad-conf FILE`` also makes the energy VAD (Kaldi compute-vad options in FILE) in the same pass, from
@@ -36,13 +37,14 @@ import sys
 import zlib
 
 from subtools.compute_vad import SamePassVad, vad_outputs, write_vad
-from subtools.kaldi.ark_jobs import report_failed, report_items, run_jobs
+from subtools.cli import run_cli
+from subtools.kaldi.ark_jobs import report_items, run_jobs
 from subtools.kaldi.audio import AudioError, read_audio
 from subtools.kaldi.features import FEATURE_TYPES, FeatureExtractor
 from subtools.kaldi.data_dir import read_sorted_table
-from subtools.kaldi.fileio import write_lines, write_table
+from subtools.kaldi.fileio import read_table, write_lines, write_table
 from subtools.kaldi.lock import WAIT_HELP
-from subtools.kaldi.vad import read_vad_conf
+from subtools.kaldi.vad import read_vad_conf, vad_conf_lines
 from subtools.parallel import dispatch
 
 
@@ -87,20 +89,49 @@ def conf_lines(options):
     return [f"--{k}={v}" for k, v in sorted(options.items())]
 
 
+PITCH_RECORDS = ("pitch.conf", "pitch_postprocess.conf")
+
+
+def option_records(extractor, compress):
+    """{DATA/conf file name: its lines} recording the features' resolved options (module docstring) and
+    whether their arks are compressed."""
+    records = {"feat_type": [extractor.feat_type], "feats.conf": conf_lines(extractor.options),
+               "compress": [str(bool(compress)).lower()]}
+    if extractor.pitch:
+        records.update(zip(PITCH_RECORDS, (conf_lines(extractor.pitch.options),
+                                           conf_lines(extractor.pitch_postprocess.options))))
+    return records
+
+
+def made_with(data, extractor, compress, vad=None):
+    """True when DATA holds features (with ``vad``: and a VAD) of every wav.scp utterance, recorded in
+    DATA/conf as made with exactly these options. prepare.sh asks this before calling make_features, so
+    that a data dir from which ``data_dir.py fix`` dropped failed utterances is not computed again (its
+    changed wav.scp would redo every job); unlike the job stamps it does not notice audio replaced in place."""
+    records = option_records(extractor, compress)
+    if vad:
+        records["vad.conf"] = vad_conf_lines(vad.vad_opts)
+    for name, lines in records.items():
+        path = os.path.join(data, "conf", name)
+        if not os.path.isfile(path) or open(path).read().splitlines() != lines:
+            return False
+    utts = set(read_sorted_table(os.path.join(data, "wav.scp")))
+    tables = ["feats.scp", "utt2num_frames"] + (["vad.scp"] if vad else [])
+    return all(os.path.isfile(os.path.join(data, t)) and utts <= set(read_table(os.path.join(data, t)))
+               for t in tables)
+
+
 def _make_features(data, extractor, nj, compress, ark_dir, vad, runner):
     feat_type = extractor.feat_type
     wav_scp = read_sorted_table(os.path.join(data, "wav.scp"))
     ark_dir = os.path.abspath(ark_dir or os.path.join(data, "data"))
     name = f"raw_{feat_type}_{os.path.basename(os.path.normpath(data))}"
     feats_scp, utt2num_frames = os.path.join(data, "feats.scp"), os.path.join(data, "utt2num_frames")
-    type_file, conf_file = os.path.join(data, "conf", "feat_type"), os.path.join(data, "conf", "feats.conf")
-    pitch_file, postprocess_file = (os.path.join(data, "conf", f) for f in ("pitch.conf", "pitch_postprocess.conf"))
-    outputs = [feats_scp, utt2num_frames, type_file, conf_file]
-    if extractor.pitch:
-        outputs += [pitch_file, postprocess_file]
+    records = {os.path.join(data, "conf", name): lines for name, lines in option_records(extractor, compress).items()}
+    outputs = [feats_scp, utt2num_frames, *records]
     stamp, side_arks = extractor.stamp(), ()
     if vad:
-        outputs += vad_outputs(data)
+        outputs += list(vad_outputs(data))
         stamp, side_arks = f"{stamp} vad {sorted(vad.vad_opts.items())}", (f"{name}_vad",)
     result = run_jobs(
         list(wav_scp.items()), lambda: FeatureWorker(extractor, vad), ark_dir, name, nj,
@@ -109,26 +140,24 @@ def _make_features(data, extractor, nj, compress, ark_dir, vad, runner):
     if result is None:   # a dispatched job: its parent merges
         return None
     log = os.path.join(data, "log", f"make_{feat_type}")
-    report_failed(log + ".failed", result.failed, f"make_features {data}")
+    report_items(log + ".failed", result.failed, f"make_features {data}")
     report_items(log + ".warnings", result.warnings, f"make_features {data}", "read with a warning")
     if result.current:
         print(f"make_features: {feats_scp} is complete ({len(result.scp)} utterances)", file=sys.stderr)
         return result.failed
     if not result.scp:
         raise RuntimeError(f"make_features: all {len(wav_scp)} utterances of {data} failed; nothing written")
-    write_lines(type_file, [feat_type])
-    write_lines(conf_file, conf_lines(extractor.options))
-    if extractor.pitch:
-        write_lines(pitch_file, conf_lines(extractor.pitch.options))
-        write_lines(postprocess_file, conf_lines(extractor.pitch_postprocess.options))
-    else:  # a former mfcc_pitch run's
-        for path in (pitch_file, postprocess_file):
-            if os.path.exists(path):
-                os.remove(path)
+    for path, lines in records.items():
+        write_lines(path, lines)
+    for name in PITCH_RECORDS:   # a former mfcc_pitch run's
+        path = os.path.join(data, "conf", name)
+        if path not in records and os.path.exists(path):
+            os.remove(path)
     write_table(utt2num_frames, result.lengths)
     if vad:
-        write_vad(data, result.side_scp[side_arks[0]])
+        write_vad(data, result.side_scp[side_arks[0]], vad.vad_opts)
     write_table(feats_scp, result.scp)
+    result.mark_current()
     print(f"make_features: {len(result.scp)} utterances -> {feats_scp} ({extractor.dim}-dim {feat_type})",
           file=sys.stderr)
     return result.failed
@@ -147,6 +176,9 @@ def main(argv=None):
                         "decoded audio: DATA/vad.scp as compute_vad.py would write it")
     parser.add_argument("--check-confs", action="store_true",
                         help="only read and check the option files, then exit (DATA may be left out)")
+    parser.add_argument("--unless-made-with-these-options", action="store_true",
+                        help="do nothing when DATA/conf records these options and the tables cover wav.scp "
+                             "(what prepare.sh uses: a data dir fixed after failures is not recomputed)")
     parser.add_argument("--compress", action="store_true", help="Kaldi-compress the arks (copy-feats --compress)")
     parser.add_argument("--ark-dir", help="where the arks go (default DATA/data)")
     parser.add_argument("--wait", action="store_true", help=WAIT_HELP)
@@ -158,17 +190,25 @@ def main(argv=None):
         parser.error("the data dir is required")
     conf = args.conf or f"conf/{'mfcc' if args.feat_type == 'mfcc_pitch' else args.feat_type}.conf"
     pitch_conf = args.pitch_conf or ("conf/pitch.conf" if args.feat_type == "mfcc_pitch" else None)
-    try:
-        if args.check_confs:
-            FeatureExtractor.from_conf(args.feat_type, conf, pitch_conf, args.pitch_postprocess_conf)
-            if args.vad_conf:
-                read_vad_conf(args.vad_conf)
+    run_cli(run, args, conf, pitch_conf, parser)
+
+
+def run(args, conf, pitch_conf, parser):
+    """Carry out the parsed command line."""
+    if args.check_confs:
+        FeatureExtractor.from_conf(args.feat_type, conf, pitch_conf, args.pitch_postprocess_conf)
+        if args.vad_conf:
+            read_vad_conf(args.vad_conf)
+        return
+    if args.unless_made_with_these_options:
+        extractor = FeatureExtractor.from_conf(args.feat_type, conf, pitch_conf, args.pitch_postprocess_conf)
+        vad = SamePassVad(extractor, read_vad_conf(args.vad_conf), args.compress) if args.vad_conf else None
+        if made_with(args.data, extractor, args.compress, vad):
+            print(f"make_features: {args.data} already holds features made with these options", file=sys.stderr)
             return
-        make_features(args.data, args.feat_type, conf, args.nj, args.compress, args.ark_dir, args.wait,
-                      pitch_conf, args.pitch_postprocess_conf, args.vad_conf, args.cmd,
-                      dispatch.job_from_args(parser, args))
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        sys.exit(f"make_features.py: error: {e}")
+    make_features(args.data, args.feat_type, conf, args.nj, args.compress, args.ark_dir, args.wait,
+                  pitch_conf, args.pitch_postprocess_conf, args.vad_conf, args.cmd,
+                  dispatch.job_from_args(parser, args))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import argparse
 import os
 import sys
 
-from subtools.kaldi.ark_jobs import report_failed, run_jobs
+from subtools.kaldi.ark_jobs import report_items, run_jobs
 from subtools.cli import run_cli
 from subtools.kaldi import fingerprint
 from subtools.kaldi.data_dir import DataDir
@@ -49,17 +49,17 @@ def _make_nosil(src, dst, nj, cmn_window, compress, runner):
     items = [(u, nosil_item(e, data.vad_scp[u])) for u, e in sorted(data.feats_scp.items()) if u in data.vad_scp]
     name = f"nosil_feats_{os.path.basename(os.path.normpath(dst))}"
     feats_scp = os.path.join(dst, "feats.scp")
-    # the other tables of DST are copies of SRC's: a changed SRC table must redo the merge
+    # the other tables of DST are copies of SRC's: a changed SRC table redoes the merge, not the jobs
     tables = fingerprint.dir_fingerprint(src, sorted({**data.utt_tables(), **data.spk_tables()}))
     result = run_jobs(
         items, lambda: NosilWorker(cmn_window), os.path.abspath(os.path.join(dst, "data")), name, nj,
-        config_stamp=f"cmn_window={cmn_window} {sorted(tables.items())}", compress=compress, outputs=[feats_scp],
-        dispatch=runner,
+        config_stamp=f"cmn_window={cmn_window}", compress=compress, outputs=[feats_scp], dispatch=runner,
+        merge_stamp=str(sorted(tables.items())),
     )
     if result is None:   # a dispatched job: its parent merges
         return None
     skipped.update(result.failed)
-    report_failed(os.path.join(dst, "log", "make_nosil.skipped"), skipped, f"make_nosil {src}")
+    report_items(os.path.join(dst, "log", "make_nosil.skipped"), skipped, f"make_nosil {src}")
     if result.current:
         print(f"make_nosil: {dst} is complete ({len(result.scp)} utterances)", file=sys.stderr)
         return skipped
@@ -71,6 +71,7 @@ def _make_nosil(src, dst, nj, cmn_window, compress, runner):
     out.utt2num_frames = result.lengths
     out.save(dst)
     write_table(feats_scp, result.scp)
+    result.mark_current()
     print(f"make_nosil: {len(result.scp)} utterances -> {dst}", file=sys.stderr)
     return skipped
 

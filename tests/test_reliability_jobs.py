@@ -180,3 +180,78 @@ def test_dithered_features_do_not_depend_on_the_job_split(tmp_path):
     wave = soundfile.read(read_table(os.path.join(data, "wav.scp"))["spk0-u0"], dtype="int16")[0].astype(np.float32)
     assert not np.array_equal(extractor(wave, seed=1), extractor(wave, seed=2))
     assert np.array_equal(extractor(wave, seed=1), extractor(wave, seed=1))
+
+
+def test_a_retry_that_recovers_one_item_and_not_another_settles(tmp_path, monkeypatch):
+    """Item A fails once, then works; item B always fails. Once A is recovered, reruns append nothing and
+    rewrite nothing (the retry ark and feats.scp keep their inodes), and B is still listed."""
+    data = make_data(str(tmp_path), n_spk=1, n_utt=3)
+    wav = read_table(os.path.join(data, "wav.scp"))
+    flaky = wav["spk0-u1"]
+    wav["spk0-u1"] = f'[ -n "$FLAKY_OK" ] && cat {flaky} |'
+    wav["spk0-u2"] = "exit 3 |"
+    write_table(os.path.join(data, "wav.scp"), wav)
+    monkeypatch.delenv("FLAKY_OK", raising=False)
+    assert set(mf.make_features(data, "fbank", "conf/fbank.conf")) == {"spk0-u1", "spk0-u2"}
+    monkeypatch.setenv("FLAKY_OK", "1")
+    assert set(mf.make_features(data, "fbank", "conf/fbank.conf")) == {"spk0-u2"}
+    retry_ark = os.path.join(data, "data", "raw_fbank_data.1.retry.ark")
+    inodes = {p: os.stat(p).st_ino for p in (retry_ark, os.path.join(data, "feats.scp"))}
+    size = os.path.getsize(retry_ark)
+    for _ in range(2):
+        assert set(mf.make_features(data, "fbank", "conf/fbank.conf")) == {"spk0-u2"}
+    assert {p: os.stat(p).st_ino for p in inodes} == inodes and os.path.getsize(retry_ark) == size
+    np.testing.assert_array_equal(load_scp(os.path.join(data, "feats.scp"))["spk0-u1"], fbank(flaky))
+
+
+def test_a_run_killed_between_its_jobs_and_its_merge_is_not_complete(tmp_path, monkeypatch):
+    """The retry recovers an item, then the process dies before writing feats.scp: the next run must write
+    feats.scp with that item, not take the old one for complete."""
+    data = make_data(str(tmp_path), n_spk=1, n_utt=2)
+    wav = read_table(os.path.join(data, "wav.scp"))
+    flaky = wav["spk0-u1"]
+    wav["spk0-u1"] = f'[ -n "$FLAKY_OK" ] && cat {flaky} |'
+    write_table(os.path.join(data, "wav.scp"), wav)
+    monkeypatch.delenv("FLAKY_OK", raising=False)
+    mf.make_features(data, "fbank", "conf/fbank.conf")
+    monkeypatch.setenv("FLAKY_OK", "1")
+    original = mf.write_table
+
+    def dies_before_feats_scp(path, table, *args):
+        if path.endswith("feats.scp"):
+            raise KeyboardInterrupt("killed")
+        return original(path, table, *args)
+
+    monkeypatch.setattr(mf, "write_table", dies_before_feats_scp)
+    with pytest.raises(KeyboardInterrupt):
+        mf.make_features(data, "fbank", "conf/fbank.conf")
+    monkeypatch.setattr(mf, "write_table", original)
+    assert mf.make_features(data, "fbank", "conf/fbank.conf") == {}
+    assert set(read_table(os.path.join(data, "feats.scp"))) == {"spk0-u0", "spk0-u1"}
+
+
+def test_prepare_reruns_features_when_their_options_change_not_after_a_fix(tmp_path):
+    """prepare.sh's stage 2 calls make_features --unless-made-with-these-options: a data dir that fix
+    trimmed after a failed utterance is left as it is, one whose feature or VAD conf changed is redone."""
+    data = make_data(str(tmp_path), n_spk=1, n_utt=3, extra={"spk0-zbad": "/nowhere/x.wav"})
+    cmd = [sys.executable, "subtools/make_features.py", "--unless-made-with-these-options", "--vad-conf",
+           "conf/vad.conf", "fbank", data]
+    subprocess.run(cmd, cwd=REPO, check=True, capture_output=True)
+    from subtools.kaldi import data_dir as dd
+    dd.fix_dir(data)                                   # drops spk0-zbad from wav.scp: every job's items change
+    arks = {n: os.stat(os.path.join(data, "data", n)).st_ino for n in os.listdir(os.path.join(data, "data"))
+            if n.endswith(".ark")}
+    again = subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, text=True)
+    assert "already holds features made with these options" in again.stderr
+    assert {n: os.stat(os.path.join(data, "data", n)).st_ino for n in arks} == arks
+    conf = tmp_path / "vad2.conf"
+    conf.write_text(open("conf/vad.conf").read().replace("5.5", "4.0"))
+    subprocess.run(cmd[:4] + [str(conf)] + cmd[5:], cwd=REPO, check=True, capture_output=True)
+    assert "--vad-energy-threshold=4.0" in open(os.path.join(data, "conf", "vad.conf")).read()
+    lower = load_scp(os.path.join(data, "vad.scp"))
+    from subtools.kaldi.vad import compute_vad, read_vad_conf
+    extractor = FeatureExtractor.from_conf("fbank", "conf/fbank.conf")
+    wav = read_table(os.path.join(data, "wav.scp"))
+    for utt, vad in lower.items():
+        energy = extractor.frame_log_energy(soundfile.read(wav[utt], dtype="int16")[0].astype(np.float32))
+        np.testing.assert_array_equal(vad, compute_vad(energy, **read_vad_conf(str(conf))))

@@ -283,3 +283,31 @@ def test_a_blueprint_the_users_config_names_is_trusted_by_the_launcher_only(trai
                               str(trained / "data" / "test"), str(tmp_path / "out")], cwd=REPO, capture_output=True,
                              text=True)
     assert refused.returncode != 0 and "--trust-blueprint" in refused.stderr
+
+
+def test_a_resume_on_another_number_of_processes_stops(trained, tmp_path):
+    config = copy_experiment(trained, tmp_path)
+    exp = tmp_path / "exp"
+    assert (exp / "config" / "processes").read_text().strip() == "1"
+    (exp / "2.params").unlink()
+    (exp / "config" / "processes").write_text("2\n")        # as if it had started on two GPUs
+    with pytest.raises(SystemExit, match="trained with 2 processes, this run has 1"):
+        main(["--config", str(config), "--stage", "3"])
+    assert not (exp / "2.params").exists()
+
+
+def test_scoring_refuses_embeddings_of_a_checkpoint_that_changed(trained, tmp_path):
+    """2.params replaced after stage 4 (retrained in place, e.g. --train-stage 1 with other data): until
+    stage 4 reruns, gather_results skips the epoch's sets instead of scoring embeddings of the old model."""
+    exp = tmp_path / "exp"
+    shutil.copytree(trained / "exp", exp)
+    state = torch.load(exp / "2.params", weights_only=True)
+    for value in state["model"].values():
+        if value.is_floating_point():
+            value.mul_(1.5)
+    torch.save(state, exp / "2.params")
+    from subtools.score.gather_results import gather
+    messages = []
+    with pytest.raises(ValueError, match="nothing scored"):
+        gather(str(exp), "cosine", log=messages.append)
+    assert any("made with another 2.params" in m and "rerun launcher stage 4" in m for m in messages), messages

@@ -159,15 +159,11 @@ if [ $stage -le 1 ] && [ $endstage -ge 1 ]; then
   fi
 fi
 
-features() {  # features + VAD for one data dir in one read of the audio, skipped when complete
-  local dir=$1 vad=${2:-yes} tables=(feats.scp utt2num_frames) vad_opts=()
-  if [ "$vad" = yes ]; then tables+=(vad.scp); vad_opts=(--vad-conf "$vad_conf"); fi
-  if python3 $local/tables.py complete "$dir" "${tables[@]}"; then
-    echo "features: $dir already complete"
-  else
-    python3 subtools/make_features.py --nj $nj $compress ${cmd:+--cmd "$cmd"} "${feat_opts[@]}" "${vad_opts[@]}" \
-      $feat_type "$dir"
-  fi
+features() {  # features + VAD for one data dir in one read of the audio, skipped when made with these options
+  local dir=$1 vad=${2:-yes} vad_opts=()
+  if [ "$vad" = yes ]; then vad_opts=(--vad-conf "$vad_conf"); fi
+  python3 subtools/make_features.py --unless-made-with-these-options --nj $nj $compress ${cmd:+--cmd "$cmd"} \
+    "${feat_opts[@]}" "${vad_opts[@]}" $feat_type "$dir"
 }
 
 if [ $stage -le 2 ] && [ $endstage -ge 2 ]; then

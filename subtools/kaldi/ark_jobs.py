@@ -4,7 +4,7 @@ Shared by make_features, compute_vad, make_nosil and the embedding extraction. T
 ``nj`` contiguous parts; job j (1-based) writes, under ``ark_dir``:
 
 - ``<name>.<j>.ark``      matrices/vectors (kaldiio; optional Kaldi compression), written under a temp name
-                          unique to the process and renamed when the job is complete,
+                          unique to the host and process and renamed when the job is complete,
 - ``<name>.<j>.scp``      ``utt ark_path:offset`` lines,
 - ``<name>.<j>.len``      ``utt num_rows`` lines,
 - ``<name>.<j>.failed``   ``utt reason`` lines for the items the worker rejected (ValueError),
@@ -21,18 +21,24 @@ expected stamp is complete and skipped; any other job is redone from scratch.
 computed from the same decoded audio; each further one goes to ``<side>.<j>.ark/.scp`` beside the main
 ark (uncompressed), under the same ``.done`` stamp, and is merged into ``JobsResult.side_scp[side]``.
 
-**Failed items are retried**: when a complete job j has failed items, the next run redoes just those items
-as the job ``<name>.<j>.retry`` (same set of files), until none fails; the retry's successes join job j's.
+**Failed items are retried**: when a complete job j has items that still fail, the next run tries just those
+again as ``<name>.<j>.retry``, *appending* what now succeeds to ``<name>.<j>.retry.ark`` (its scp, len and
+warnings tables grow; ``.retry.failed`` holds the items still failing). Appending leaves every earlier entry
+where it is, so a retry that recovers nothing changes nothing downstream; a retry belongs to its job's stamp
+and goes with it when the job is redone.
 
-Before any job runs, the caller's merged ``outputs`` (e.g. feats.scp) are removed, because they may point
-into arks that are about to be replaced: after a crash no merged output exists and a rerun only redoes
-the unfinished jobs. The worker's ValueError (e.g. :class:`~subtools.kaldi.audio.AudioError`) means
-"bad item": it is skipped and listed; any other exception fails the job and the command. Callers hold
-the output directory's lock (:mod:`subtools.kaldi.lock`), so no two runs write one job.
+**Merged outputs** (``outputs``: the caller's feats.scp, vad.scp, ...) are removed before a job is redone,
+since they point into arks about to be replaced. :attr:`JobsResult.current` says that they exist and were
+written from exactly this result (the caller records that with :meth:`JobsResult.mark_current` once it has
+written them), so a complete rerun rewrites nothing and a run killed between its jobs and its merge is never
+mistaken for a complete one. The worker's ValueError (e.g. :class:`~subtools.kaldi.audio.AudioError`) means
+"bad item": it is skipped and listed; any other exception fails the job and the command. Callers hold the
+output directory's lock (:mod:`subtools.kaldi.lock`), so no two runs write one job (an ``--ark-dir`` shared
+by two data dirs of the same base name would mix their arks: give each its own).
 
 **Beyond local processes** (``dispatch``, :mod:`subtools.parallel.dispatch`): with a stage's ``--cmd`` the
 jobs to (re)run go through a Kaldi-style runner (local, SLURM, Kaldi's queue.pl...) as ``--job J``
-processes of the stage's own script; each rebuilds the items, runs only job J (or its retry) as above and
+processes of the stage's own script; each rebuilds the items, runs only job J (and its retry) as above and
 merges nothing; the parent checks every job's stamp, names the logs of the jobs without one, and merges.
 """
 import contextlib
@@ -42,6 +48,7 @@ import hashlib
 import multiprocessing
 import os
 import re
+import socket
 import sys
 import time
 import warnings
@@ -60,24 +67,35 @@ KINDS = ("ark", "scp", "len", "failed", "warnings", "done")
 @dataclasses.dataclass
 class JobsResult:
     """Merged over jobs: ``scp`` {key: "ark:offset"}, ``lengths`` {key: rows}, ``failed`` {key: reason},
-    ``warnings`` {key: message}; ``current``: nothing changed (no job redone, no retried item now
-    written) and the caller's merged outputs all exist, so they are up to date (no need to rewrite them)."""
+    ``warnings`` {key: message}, ``side_scp`` {side ark name: {key: "ark:offset"}}; ``current``: the
+    caller's merged outputs exist and were written from this very result (module docstring)."""
 
     scp: dict
     lengths: dict
     failed: dict
     warnings: dict
-    current: bool
-    side_scp: dict = dataclasses.field(default_factory=dict)  # {side ark name: {key: "ark:offset"}}
+    side_scp: dict
+    digest: str
+    record: str
+    current: bool = False
+
+    def mark_current(self):
+        """Record that the caller's merged outputs now hold this result (call after writing them)."""
+        with atomic_write(self.record) as f:
+            f.write(self.digest + "\n")
 
 
 @dataclasses.dataclass
 class _Job:
-    label: str    # "3" or "3.retry"
+    label: str    # "3", or "3.retry": the items of job 3 that still fail, appended to its retry ark
     items: list
     paths: dict
     stamp: str
     sides: dict = dataclasses.field(default_factory=dict)  # {side ark name: its job_paths}
+
+    @property
+    def is_retry(self):
+        return self.label.endswith(".retry")
 
     def is_complete(self):
         """The ``.done`` stamp matches and the job's files are there."""
@@ -118,59 +136,78 @@ def _remove(*paths):
             os.remove(path)
 
 
-def _run_job(job, make_worker, compress, show_progress):
-    """Write one job's files (see module docstring)."""
-    paths = job.paths
-    _remove(paths["done"], paths["scp"])
+class _ArkWriter:
+    """Appends ``key matrix`` records to an ark file and keeps the scp entries, which name ``final`` (the
+    path the ark will have once renamed into place)."""
+
+    def __init__(self, path, final, append, compression_method=None):
+        self.file = open(path, "ab" if append else "wb")
+        self.final, self.method = final, compression_method
+        self.scp = {}
+
+    def __call__(self, key, matrix):
+        start = self.file.tell()
+        kaldiio.save_ark(self.file, {key: matrix}, compression_method=self.method)
+        self.scp[key] = f"{self.final}:{start + len(key.encode()) + 1}"   # after "key ", as Kaldi's scp
+
+    def close(self):
+        self.file.close()
+
+
+def _run_job(job, make_worker, compress, show_progress, before_commit=None):
+    """Write one job's files (see module docstring); a retry appends to its job's retry ark.
+    ``before_commit()`` runs before anything is renamed into place (a dispatched job checks it is live)."""
+    arks = [(job.paths, compress)] + [(side, False) for side in job.sides.values()]
+    suffix = f".{socket.gethostname()}.{os.getpid()}.tmp"
+    targets = [paths["ark"] if job.is_retry else paths["ark"] + suffix for paths, _ in arks]
+    if not job.is_retry:
+        _remove(job.paths["done"], *(paths["scp"] for paths, _ in arks))
+    earlier = {kind: job.read(kind) if job.is_retry else {} for kind in ("scp", "len", "warnings")}
+    earlier_sides = [read_table(side["scp"]) if job.is_retry and os.path.isfile(side["scp"]) else {}
+                     for side in job.sides.values()]
     worker = make_worker()
     failed, lengths, warned = {}, {}, {}
-    suffix = f".{os.getpid()}.tmp"
-    tmp_ark, tmp_scp = paths["ark"] + suffix, paths["scp"] + suffix
-    sides = [(side["ark"], side["scp"], side["ark"] + suffix, side["scp"] + suffix) for side in job.sides.values()]
-    method = KALDI_COMPRESSION_AUTO if compress else None
     start = time.time()
     iterator = job.items
     if show_progress:
         from tqdm import tqdm
 
         iterator = tqdm(job.items, desc=f"job {job.label}", unit="utt", disable=None, mininterval=5)
+    writers = [_ArkWriter(target, paths["ark"], job.is_retry, KALDI_COMPRESSION_AUTO if packed else None)
+               for target, (paths, packed) in zip(targets, arks)]
     try:
         with contextlib.ExitStack() as stack:
-            writer = stack.enter_context(kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp_scp}", compression_method=method))
-            side_writers = [stack.enter_context(kaldiio.WriteHelper(f"ark,scp:{a},{s}")) for _, _, a, s in sides]
+            for writer in writers:
+                stack.callback(writer.close)
             for key, value in iterator:
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always", AudioWarning)
                     try:
-                        out = worker(key, value)
+                        outs = worker(key, value)
                     except ValueError as e:
                         failed[key] = " ".join(str(e).split())
                         continue
                 notes = [str(w.message) for w in caught if issubclass(w.category, AudioWarning)]
                 if notes:
                     warned[key] = " ".join(" ".join(notes).split())
-                if side_writers:
-                    out, *side_outs = out
-                    for side_writer, side_out in zip(side_writers, side_outs, strict=True):
-                        side_writer(key, side_out)
-                writer(key, out)
-                lengths[key] = out.shape[0]
-        # the scp names the temp ark: point it at the final name before the ark is renamed into place
-        for ark, scp_path, side_tmp_ark, side_tmp_scp in sides:
-            side_scp = {k: f"{ark}:{v.rpartition(':')[2]}" for k, v in read_table(side_tmp_scp).items()}
-            os.replace(side_tmp_ark, ark)
-            write_lines(scp_path, [f"{k} {v}" for k, v in side_scp.items()])
-        scp = {k: f"{paths['ark']}:{v.rpartition(':')[2]}" for k, v in read_table(tmp_scp).items()}
-        write_lines(paths["failed"], [f"{k} {v}" for k, v in failed.items()])
-        write_lines(paths["warnings"], [f"{k} {v}" for k, v in warned.items()])
-        write_lines(paths["len"], [f"{k} {v}" for k, v in lengths.items()])
-        os.replace(tmp_ark, paths["ark"])
-        write_lines(paths["scp"], [f"{k} {v}" for k, v in scp.items()])
+                outs = outs if job.sides else (outs,)
+                for writer, out in zip(writers, outs, strict=True):
+                    writer(key, out)
+                lengths[key] = outs[0].shape[0]
+        if before_commit is not None:
+            before_commit()
+        write_lines(job.paths["failed"], [f"{k} {v}" for k, v in failed.items()])
+        for kind, new in (("warnings", warned), ("len", lengths)):
+            write_lines(job.paths[kind], [f"{k} {v}" for k, v in {**earlier[kind], **new}.items()])
+        for (paths, _), target, writer, before in zip(arks, targets, writers, [earlier["scp"], *earlier_sides]):
+            if target != paths["ark"]:
+                os.replace(target, paths["ark"])
+            write_lines(paths["scp"], [f"{k} {v}" for k, v in {**before, **writer.scp}.items()])
     finally:
-        _remove(tmp_scp, tmp_ark, *(tmp for side in sides for tmp in side[2:]))
-    with atomic_write(paths["done"]) as f:
+        _remove(*(target for target in targets if target.endswith(suffix)))
+    with atomic_write(job.paths["done"]) as f:
         f.write(job.stamp + "\n")
-    print(f"{os.path.basename(paths['ark'])}: {len(lengths)} written, {len(failed)} failed, "
+    print(f"{os.path.basename(job.paths['ark'])}: {len(lengths)} written, {len(failed)} failed, "
           f"{time.time() - start:.1f} s", file=sys.stderr)
 
 
@@ -209,19 +246,32 @@ def _run_all(todo, make_worker, compress, start_method, name):
                            "only them")
 
 
+def _retry_of(job, ark_dir, name, side_arks):
+    """The retry of ``job``'s items that still fail (None when none does); stale retry files of an earlier
+    run of the job are removed first."""
+    retry = _Job(f"{job.label}.retry", [], job_paths(ark_dir, name, f"{job.label}.retry"), job.stamp,
+                 {side: job_paths(ark_dir, side, f"{job.label}.retry") for side in side_arks})
+    if not retry.is_complete():
+        _remove(*(path for paths in [retry.paths, *retry.sides.values()] for path in paths.values()))
+    failed = retry.read("failed") if retry.is_complete() else job.read("failed")
+    retry.items = [(k, v) for k, v in job.items if k in failed]
+    return retry if retry.items else None
+
+
 def run_jobs(items, make_worker, ark_dir, name, nj, config_stamp="", compress=False, outputs=(),
-             start_method="fork", side_arks=(), dispatch=None):
+             start_method="fork", side_arks=(), dispatch=None, merge_stamp=""):
     """Run the jobs that are not complete (and the retries of failed items); return a :class:`JobsResult`.
 
     ``items``: sorted list of (key, value str); ``make_worker()`` builds, once per job (in the job's
     process), a callable ``worker(key, value) -> np.ndarray [rows, ...]`` that raises ValueError for
     a bad item (and may warn :class:`AudioWarning`). ``config_stamp``: string that changes when the
-    computation changes. ``outputs``: merged files of the caller, removed before any job is (re)run.
-    ``nj`` is capped at len(items). Jobs run in child processes (``start_method``: "fork", or "spawn"
-    for workers holding torch models, which must not inherit a parent's CUDA or thread-pool state;
-    ``make_worker`` must then be picklable) when more than one must run. RuntimeError if a job crashes.
-    ``side_arks``: names of the further arks (module docstring); the worker then returns a tuple
-    ``(main, side_1, ...)``.
+    computation changes. ``outputs``: merged files of the caller, removed before any job is redone.
+    ``merge_stamp``: what else the caller's merged outputs are made from (e.g. tables it copies): part of
+    :attr:`JobsResult.digest`, not of the job stamps. ``nj`` is capped at len(items). Jobs run in child
+    processes (``start_method``: "fork", or "spawn" for workers holding torch models, which must not inherit
+    a parent's CUDA or thread-pool state; ``make_worker`` must then be picklable) when more than one must
+    run. RuntimeError if a job crashes. ``side_arks``: names of the further arks (module docstring); the
+    worker then returns a tuple ``(main, side_1, ...)``.
     ``dispatch`` (module docstring): None, local processes; a :class:`~subtools.parallel.dispatch.ClusterJobs`,
     the jobs through its runner; a :class:`~subtools.parallel.dispatch.OneJob`: this process is that
     dispatched job, which runs only its job and returns None.
@@ -241,39 +291,34 @@ def run_jobs(items, make_worker, ark_dir, name, nj, config_stamp="", compress=Fa
             for j, part in parts.items()]
     todo = [job for job in jobs if not job.is_complete()]
     redone = {job.label for job in todo}
-    retries, retry_todo = {}, []
-    for job in jobs:
-        failed = job.read("failed") if job.label not in redone else {}
-        if failed:
-            retry = _Job(f"{job.label}.retry", [(k, v) for k, v in job.items if k in failed],
-                         job_paths(ark_dir, name, f"{job.label}.retry"), job.stamp,
-                         {side: job_paths(ark_dir, side, f"{job.label}.retry") for side in side_arks})
-            retries[job.label] = retry
-            if not retry.is_complete() or retry.read("failed"):
-                retry_todo.append(retry)
-    if only is not None:
-        dispatch.check(token_path(ark_dir, name))
-        for job in todo + retry_todo:
-            _run_job(job, make_worker, compress, True)
-        return None
-    # the merged outputs point into the arks about to be replaced: a redone job's, a retry's with successes
-    stale = bool(todo) or any(retry.read("scp") for retry in retry_todo)
-    if stale:
-        _remove(*outputs)
-    if todo or retry_todo:
+    if only is None and todo:
+        _remove(*outputs)   # they point into arks about to be replaced
         for ark_name in (name, *side_arks):
-            _remove_stale_jobs(ark_dir, ark_name, nj, keep_retries=retries)
-        print(f"{name}: running {len(todo)} of {nj} jobs and {len(retry_todo)} retries of failed items",
-              file=sys.stderr)
+            _remove_stale_jobs(ark_dir, ark_name, nj)
+    retries = [retry for retry in (_retry_of(job, ark_dir, name, side_arks) for job in jobs
+                                   if job.label not in redone) if retry is not None]
+    if only is not None:
+        check = (lambda: dispatch.check(token_path(ark_dir, name)))
+        check()
+        for job in todo + retries:
+            _run_job(job, make_worker, compress, True, check)
+        return None
+    if todo or retries:
+        print(f"{name}: running {len(todo)} of {nj} jobs and {len(retries)} retries of failed items", file=sys.stderr)
         if dispatch is None:
-            _run_all(todo + retry_todo, make_worker, compress, start_method, name)
+            _run_all(todo + retries, make_worker, compress, start_method, name)
         else:
-            _dispatch(dispatch, todo + retry_todo, ark_dir, name)
-    changed = stale or any(retry.read("scp") for retry in retry_todo)   # a retry that now succeeds
-    result = JobsResult({}, {}, {}, {}, not changed and all(os.path.exists(path) for path in outputs),
-                        {side: {} for side in side_arks})
+            _dispatch(dispatch, todo + retries, ark_dir, name)
+    return _merge(jobs, ark_dir, name, side_arks, f"{config_stamp}\n{merge_stamp}", outputs)
+
+
+def _merge(jobs, ark_dir, name, side_arks, stamp, outputs):
+    """The :class:`JobsResult` of complete ``jobs`` and their retries."""
+    result = JobsResult({}, {}, {}, {}, {side: {} for side in side_arks}, "", os.path.join(ark_dir, f"{name}.merged"))
     for job in jobs:
-        parts = [job] + ([retries[job.label]] if job.label in retries else [])
+        retry = _Job(f"{job.label}.retry", [], job_paths(ark_dir, name, f"{job.label}.retry"), job.stamp,
+                     {side: job_paths(ark_dir, side, f"{job.label}.retry") for side in side_arks})
+        parts = [job] + ([retry] if retry.is_complete() else [])
         for part in parts:
             result.scp.update(part.read("scp"))
             for side, paths in part.sides.items():
@@ -281,6 +326,12 @@ def run_jobs(items, make_worker, ark_dir, name, nj, config_stamp="", compress=Fa
             result.lengths.update({k: int(v) for k, v in part.read("len").items()})
             result.warnings.update(part.read("warnings"))
         result.failed.update(parts[-1].read("failed"))
+    h = hashlib.sha1(stamp.encode())
+    for table in (result.scp, result.lengths, result.failed, result.warnings, *result.side_scp.values()):
+        h.update("".join(f"{k} {v}\n" for k, v in sorted(table.items())).encode() + b"\f")
+    result.digest = h.hexdigest()
+    recorded = open(result.record).read().strip() if os.path.isfile(result.record) else None
+    result.current = recorded == result.digest and all(os.path.exists(path) for path in outputs)
     return result
 
 
@@ -303,14 +354,14 @@ def _number(job):
     return int(job.label.split(".")[0])
 
 
-def _remove_stale_jobs(ark_dir, name, nj, keep_retries):
-    """Remove job files numbered above ``nj`` (left by an earlier run with more jobs), retry files of
-    jobs that have no retry now (their job was redone) and temp files of killed runs."""
-    pattern = re.compile(re.escape(name) + r"\.(\d+)(\.retry)?\.(" + "|".join(KINDS) + r")(\.\d+\.tmp)?$")
-    for path in glob.glob(os.path.join(glob.escape(ark_dir), f"{glob.escape(name)}.*")):
+def _remove_stale_jobs(ark_dir, name, nj):
+    """Remove job files numbered above ``nj`` (left by an earlier run with more jobs) and the temp files of
+    killed runs (ours, ``<file>.<host>.<pid>.tmp``, and fileio.atomic_write's hidden ``.<file>.*.tmp``)."""
+    pattern = re.compile(r"\.?" + re.escape(name) + r"\.(\d+)(\.retry)?\.(" + "|".join(KINDS) + r")(\..+\.tmp)?")
+    for path in glob.glob(os.path.join(glob.escape(ark_dir), f"{glob.escape(name)}.*")) + \
+            glob.glob(os.path.join(glob.escape(ark_dir), f".{glob.escape(name)}.*")):
         match = pattern.fullmatch(os.path.basename(path))
-        if match and (int(match.group(1)) > nj or match.group(4)
-                      or (match.group(2) and match.group(1) not in keep_retries)):
+        if match and (int(match.group(1)) > nj or match.group(4)):
             os.remove(path)
 
 
@@ -323,8 +374,3 @@ def report_items(path, items, what, kind="skipped"):
               file=sys.stderr)
     elif os.path.exists(path):
         os.remove(path)
-
-
-def report_failed(path, failed, what):
-    """:func:`report_items` for the skipped (failed) items."""
-    report_items(path, failed, what)

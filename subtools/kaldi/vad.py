@@ -24,6 +24,13 @@ VAD_OPTIONS = {
 }
 
 
+def vad_conf_lines(opts):
+    """Kaldi option lines of resolved VAD ``opts`` (keyword arguments of :func:`compute_vad`); our
+    ``fix_context`` (not a Kaldi option) as a comment."""
+    lines = [f"--{name}={opts[kw]}" for name, (kw, _, _) in VAD_OPTIONS.items()]
+    return lines + [f"# fix-context={str(bool(opts.get('fix_context', False))).lower()} (compute_vad.py --fix-context)"]
+
+
 def read_vad_conf(path):
     """Kaldi vad option file -> keyword arguments of :func:`compute_vad` (Kaldi defaults filled in).
 

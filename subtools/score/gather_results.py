@@ -35,6 +35,8 @@ import yaml
 
 from subtools.cli import run_cli
 from subtools.kaldi.fileio import atomic_write
+from subtools.pytorch.libs.training.checkpoint import checkpoint_path
+from subtools.pytorch.pipeline.extract_embeddings import made_with
 from subtools.score.bootstrap import bootstrap_metrics, interval_cells, resampling_units, system_draws
 from subtools.score.calibration import DCF_PRIORS, LinearCalibration, calibration_metrics
 from subtools.score.metrics import compute_all, plot_det
@@ -90,11 +92,24 @@ def calibration_cells(scores, labels, calibration=None):
     return [f"{m['cllr']:.4f}", f"{m['min_cllr']:.4f}", *(f"{m[f'act_dcf_{p:g}']:.4f}" for p in DCF_PRIORS)]
 
 
+def unusable_sets(dirs, checkpoint):
+    """Why some embedding dirs of ``dirs`` cannot be scored ("" when all can): no ``xvector.scp``, or made
+    with another content of ``checkpoint`` (retrained or re-averaged since stage 4)."""
+    missing = [d for d in dict.fromkeys(dirs) if not os.path.isfile(os.path.join(d, "xvector.scp"))]
+    if missing:
+        return "missing: " + ", ".join(f"{d}/xvector.scp" for d in missing)
+    stale = [d for d in dict.fromkeys(dirs) if not made_with(d, checkpoint)]
+    if stale:
+        return (f"made with another {os.path.basename(checkpoint)} (it changed since they were extracted; rerun "
+                "launcher stage 4): " + ", ".join(stale))
+    return ""
+
+
 def gather(exp, backend_name, epochs=None, chain=None, on_missing="skip", log=print, ci=1000, ci_by="speaker",
            calibrated=False, calibration=None):
     """Score all test sets for all epochs; returns the table text (also saved and printed). ``calibrated``:
     add the CALIBRATION_HEADER columns; ``calibration``: a calibration file applied before them."""
-    calibration = calibration and LinearCalibration.load(calibration)
+    calibration_path, calibration = calibration, calibration and LinearCalibration.load(calibration)
     cfg_path = os.path.join(exp, "config", "config.yaml")
     with open(cfg_path) as f:
         cfg = yaml.safe_load(f) or {}
@@ -114,16 +129,19 @@ def gather(exp, backend_name, epochs=None, chain=None, on_missing="skip", log=pr
     for epoch in epochs:
         emb = os.path.join(exp, f"{position}_epoch_{epoch}")
         train_dir = os.path.join(emb, train_name)
-        if not os.path.isfile(os.path.join(train_dir, "xvector.scp")):
-            log(f"SKIP epoch {epoch}: no back-end training embeddings {train_dir}/xvector.scp")
+        checkpoint = checkpoint_path(exp, epoch)
+        unusable = unusable_sets([train_dir], checkpoint)
+        if unusable:
+            log(f"SKIP epoch {epoch}: back-end training embeddings {unusable}")
             continue
         backend = Backend.from_config(chain, bcfg, f"{cfg_path}: backend")
         backend.fit(EmbeddingSet(train_dir),
                     os.path.join(emb, "backend", train_name, chain.replace("-asnorm", "")), log=log)
         if backend.use_asnorm:
             cohort = os.path.join(emb, bcfg.get("cohort_set", train_name))
-            if not os.path.isfile(os.path.join(cohort, "xvector.scp")):
-                log(f"SKIP epoch {epoch}: no AS-norm cohort embeddings {cohort}/xvector.scp")
+            unusable = unusable_sets([cohort], checkpoint)
+            if unusable:
+                log(f"SKIP epoch {epoch}: AS-norm cohort embeddings {unusable}")
                 continue
             backend.set_cohort(EmbeddingSet(cohort))
         sets = {}
@@ -131,11 +149,10 @@ def gather(exp, backend_name, epochs=None, chain=None, on_missing="skip", log=pr
         for ts in test_sets:
             name = ts["name"]
             dirs = [os.path.join(emb, ts["enroll"]), os.path.join(emb, ts["test"])]
-            absent = [d for d in dict.fromkeys(dirs) if not os.path.isfile(os.path.join(d, "xvector.scp"))]
+            unusable = unusable_sets(dirs, checkpoint)
             trials_path = resolve_path(ts["trials"])
-            if absent:
-                log(f"SKIP {name} (epoch {epoch}): embeddings missing: "
-                    + ", ".join(f"{d}/xvector.scp" for d in absent))
+            if unusable:
+                log(f"SKIP {name} (epoch {epoch}): embeddings {unusable}")
                 continue
             if not os.path.isfile(trials_path):
                 log(f"SKIP {name} (epoch {epoch}): trials file missing: {trials_path}")
@@ -161,7 +178,7 @@ def gather(exp, backend_name, epochs=None, chain=None, on_missing="skip", log=pr
         raise ValueError(f"{exp}: nothing scored (see the SKIP messages above)")
     header = HEADER + (CALIBRATION_HEADER if calibrated or calibration else ())
     table = (f"# {exp}  backend={backend_name}  chain={chain}  trained on {train_name}"
-             + (f"  calibration={calibration}" if calibration else "") + "\n" + format_table(rows, header))
+             + (f"  calibration={calibration_path}" if calibration else "") + "\n" + format_table(rows, header))
     with atomic_write(os.path.join(exp, f"{backend_name}.results")) as f:
         f.write(table + "\n")
     return table

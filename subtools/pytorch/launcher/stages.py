@@ -36,11 +36,12 @@ name), so edited features, VAD or tables redo it; extraction is stamped with the
 with other model / optimizer / lr / training / data options than the new config, the launcher stops and
 lists the differing keys (retrain with ``--train-stage 0`` or ``--force``, or use another ``exp_dir``);
 otherwise it writes the new config there (changed back-end, test sets or extraction options apply at once).
-A resumed training whose egs changed since it started stops likewise.
+A resumed training whose egs changed since it started, or that runs on another number of processes, stops likewise.
 
 **Destructive steps come last.** Retraining over a trained experiment checks the device, the egs and the
 model first, writes the new run's record to ``EXP/config.new/``, and moves the old run (its config,
-checkpoints, embeddings, results) to ``EXP/previous_run/`` only when the new run saves its first checkpoint.
+checkpoints, embeddings, results, exported model package) to ``EXP/previous_run/`` only when the new run saves
+its first checkpoint; resuming the old run instead drops an abandoned ``EXP/config.new/``.
 
 The launcher holds the lock of ``EXP`` (a second launcher on it stops at once, or waits with ``--wait``);
 stages 0-2 and 4 also lock the data, egs and embedding dirs they write, which experiments may share.
@@ -50,6 +51,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 
@@ -193,14 +195,22 @@ def stage3(config, train_stage, gpu_ids, trust_blueprint, nodes=Nodes()):
     if train_stage < 0 and start >= epochs:
         logger.info("stage 3: %s has %d.params, training complete, skipped", exp_dir, start)
         return
+    processes = nodes.count * max(1, len(gpu_ids))
     if start > 0:
         ckpt.require_checkpoint(exp_dir, start)
         recorded = os.path.join(exp_dir, "config", "egs.done")
         if os.path.isfile(recorded) and open(recorded).read() != egs_record(config):
             raise ValueError(f"stage 3: the egs in {config['egs']['dir']} changed since {exp_dir} started training "
                              f"(compare {egs_done} with {recorded}); retrain with --train-stage 0, or use a new exp_dir")
+        recorded = os.path.join(exp_dir, "config", "processes")
+        if os.path.isfile(recorded) and int(open(recorded).read()) != processes:
+            raise ValueError(f"stage 3: {exp_dir} was trained with {open(recorded).read().strip()} processes, this "
+                             f"run has {processes}: the lr scaling and the data order would change mid-training; "
+                             "resume with as many GPUs (--gpu-id, --nnodes), or retrain with --train-stage 0")
     check_device(gpu_ids)
     pending = start == 0 and bool(ckpt.saved_epochs(exp_dir))   # an old run to keep until the new one saves
+    if not pending:   # a retraining abandoned before its first checkpoint
+        shutil.rmtree(os.path.join(exp_dir, ckpt.PENDING_CONFIG), ignore_errors=True)
     config_dir = os.path.join(exp_dir, ckpt.PENDING_CONFIG if pending else "config")
     if start == 0:
         info = read_info(config["egs"]["dir"])
@@ -211,6 +221,8 @@ def stage3(config, train_stage, gpu_ids, trust_blueprint, nodes=Nodes()):
         write_config(config, config_dir)
         with atomic_write(os.path.join(config_dir, "egs.done")) as f:
             f.write(egs_record(config))
+        with atomic_write(os.path.join(config_dir, "processes")) as f:
+            f.write(f"{processes}\n")
         if pending:
             ckpt.keep_training_log(exp_dir)
     args = ["--exp-dir", exp_dir, "--train-stage", str(start), "--device", "cuda" if gpu_ids else "cpu",

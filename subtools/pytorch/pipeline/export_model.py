@@ -56,6 +56,7 @@ from subtools.kaldi.fileio import atomic_write, read_table
 from subtools.kaldi.fingerprint import content_hash
 from subtools.kaldi.vad import read_vad_conf
 from subtools.pytorch.libs.training.checkpoint import TRUST_HELP, load_model, require_checkpoint
+from subtools.pytorch.pipeline.extract_embeddings import made_with
 from subtools.score.calibration import bayes_threshold, calibration_metrics, train_linear_calibration
 from subtools.score.gather_results import chain_for, resolve_path
 from subtools.score.score_sets import BACKEND_ARGS, Backend, EmbeddingSet
@@ -121,17 +122,24 @@ def check_vad_conf(data_dir, frontend, log=print):
     return utts
 
 
-def fitted_backend(exp_dir, emb_dir, config, backend_name, log=print):
-    """``(Backend, its cache dir)``: the experiment's back-end of ``backend_name`` (see module docstring)."""
+def fitted_backend(exp_dir, emb_dir, config, backend_name, checkpoint, log=print):
+    """``(Backend, its cache dir)``: the experiment's back-end of ``backend_name`` (see module docstring),
+    fitted on embeddings extracted with the current ``checkpoint``."""
     bcfg = config.get("backend") or {}
     train_set = bcfg.get("plda_train_set")
     if not train_set:
         raise ValueError(f"{exp_dir}/config/config.yaml: backend.plda_train_set is not set")
     chain = chain_for(backend_name, bcfg)
+    if chain.endswith("-asnorm"):
+        raise ValueError(f"back-end chain '{chain}': AS-norm needs a cohort at scoring time, which a package does "
+                         "not carry; export with --backend plda or cosine")
     train_dir = os.path.join(emb_dir, train_set)
     if not os.path.isfile(os.path.join(train_dir, "xvector.scp")):
         raise FileNotFoundError(f"{train_dir}/xvector.scp: missing (the back-end's training embeddings: run "
                                 "launcher stage 4 for this epoch)")
+    if not made_with(train_dir, checkpoint):
+        raise ValueError(f"{train_dir}: extracted with another {os.path.basename(checkpoint)} (it changed since): "
+                         "rerun launcher stage 4 for this epoch")
     cache = os.path.join(emb_dir, "backend", train_set, chain)
     backend = Backend.from_config(chain, bcfg, f"{exp_dir}/config/config.yaml: backend")
     return backend.fit(EmbeddingSet(train_dir), cache, log=log), cache
@@ -315,7 +323,7 @@ def export(exp_dir, epoch, out, backend_name="plda", calibration_trials=None, ca
         for name in RECORD:
             copy_into(os.path.join(exp_dir, "config", name), os.path.join(tmp, package.CONFIG, name))
         backend, cache = fitted_backend(exp_dir, os.path.join(exp_dir, f"{position}_epoch_{epoch}"), config,
-                                        backend_name, log)
+                                        backend_name, checkpoint, log)
         for name in sorted(os.listdir(cache)):
             if not name.startswith(".") and os.path.isfile(os.path.join(cache, name)):
                 copy_into(os.path.join(cache, name), os.path.join(tmp, package.BACKEND, name))

@@ -52,6 +52,7 @@ from subtools.pytorch.libs.support.utils import setup_logging
 from subtools.pytorch.libs.training.checkpoint import TRUST_HELP, load_model, parse_epoch, require_checkpoint
 
 logger = logging.getLogger("extract")
+CHECKPOINT_RECORD = "checkpoint.sha1"   # OUTDIR/checkpoint.sha1: the sha1 of the checkpoint the set was made with
 
 
 def embed_utterance(model, feats, max_chunk_frames=10000, min_frames=1, position="far", device="cpu"):
@@ -126,15 +127,18 @@ def _extract(model_dir, epoch, checkpoint, data_dir, out_dir, nj, position, max_
     nj = max(1, min(nj, len(items)))
     threads = max(1, (os.cpu_count() or 1) // nj)
     utt2spk_path = os.path.join(data_dir, "utt2spk")
-    record = [checkpoint] + [os.path.join(model_dir, "config", n) for n in ("blueprint.py", "params.dict")]
-    stamp = (" ".join(f"{os.path.basename(path)}={content_hash(path)}" for path in record)
+    weights = content_hash(checkpoint)
+    record = [os.path.join(model_dir, "config", n) for n in ("blueprint.py", "params.dict")]
+    stamp = (f"checkpoint={weights} " + " ".join(f"{os.path.basename(path)}={content_hash(path)}" for path in record)
              + f" position={position} max_chunk_frames={max_chunk_frames} min_frames={min_frames} "
-               f"cmn_window={cmn_window} utt2spk={content_hash(utt2spk_path)}")
+               f"cmn_window={cmn_window}")
     make_worker = functools.partial(EmbeddingWorker, model_dir, epoch, position, max_chunk_frames, min_frames,
                                     cmn_window, device, threads, trust_blueprint)
-    outputs = [os.path.join(out_dir, name) for name in ("skipped", "utt2spk", "spk2utt", "xvector.scp")]
+    outputs = [os.path.join(out_dir, name) for name in ("skipped", "utt2spk", "spk2utt", CHECKPOINT_RECORD,
+                                                        "xvector.scp")]
     result = run_jobs(items, make_worker, os.path.abspath(out_dir), "xvector", nj, config_stamp=stamp,
-                      outputs=outputs, start_method="spawn", dispatch=runner)
+                      outputs=outputs, start_method="spawn", dispatch=runner,
+                      merge_stamp=f"utt2spk={content_hash(utt2spk_path)} skipped={sorted(failed.items())}")
     if result is None:   # a dispatched job: its parent merges
         return None
     failed.update(result.failed)
@@ -149,8 +153,17 @@ def _extract(model_dir, epoch, checkpoint, data_dir, out_dir, nj, position, max_
     utt2spk = {u: s for u, s in read_table(utt2spk_path).items() if u in result.scp}
     write_table(os.path.join(out_dir, "utt2spk"), utt2spk)
     write_spk2utt(os.path.join(out_dir, "spk2utt"), utt2spk_to_spk2utt(utt2spk))
+    write_lines(os.path.join(out_dir, CHECKPOINT_RECORD), [weights])
     write_table(final_scp, result.scp)
+    result.mark_current()
     return skipped
+
+
+def made_with(out_dir, checkpoint):
+    """True when the embeddings of ``out_dir`` were extracted with the current content of ``checkpoint``
+    (what gather_results and export_model check before using them)."""
+    record = os.path.join(out_dir, CHECKPOINT_RECORD)
+    return os.path.isfile(record) and open(record).read().strip() == content_hash(checkpoint)
 
 
 def main(argv=None):

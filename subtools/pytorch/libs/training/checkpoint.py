@@ -156,14 +156,16 @@ def latest_epoch(exp_dir):
 
 PENDING_CONFIG = "config.new"      # the record of a retraining that has not saved a checkpoint yet
 PREVIOUS_RUN = "previous_run"      # the run a retraining replaced
-_OF_A_RUN = re.compile(r"^((\d+|avg)\.params|(far|near)_epoch_(\d+|avg)|.*\.results|det_.*\.png|config)$")
+_OF_A_RUN = re.compile(r"^((\d+|avg)\.params|(far|near)_epoch_(\d+|avg)|.*\.results|det_.*\.png|config|model)$")
 
 
 def keep_training_log(exp_dir):
-    """Copy the old run's ``log/train.csv`` aside before a retraining starts reporting over it."""
-    log = os.path.join(exp_dir, "log", "train.csv")
-    if os.path.isfile(log):
-        shutil.copyfile(log, os.path.join(exp_dir, PENDING_CONFIG, "previous_train.csv"))
+    """Copy the old run's ``log/train.csv`` aside before a retraining starts reporting over it; a copy made
+    by an earlier retraining that failed before its first checkpoint is kept (the log now beside it is that
+    failed run's, not the old run's)."""
+    log, kept = os.path.join(exp_dir, "log", "train.csv"), os.path.join(exp_dir, PENDING_CONFIG, "previous_train.csv")
+    if os.path.isfile(log) and not os.path.isfile(kept):
+        shutil.copyfile(log, kept)
 
 
 def promote_pending_run(exp_dir):
