@@ -6,7 +6,7 @@ the dispatch), run from the command line with N jobs:
 
 - ``local processes``: no ``--cmd`` (forked jobs, the default);
 - ``--cmd local``: the shipped runner, one ``python3 make_nosil.py --job J`` process per job;
-- ``--cmd slurm``: the built-in SLURM runner (one ``sbatch --array --wait``) on a private single-node SLURM
+- ``--cmd slurm``: the built-in SLURM runner (one ``sbatch --array``, followed with squeue) on a private single-node SLURM
   (:mod:`subtools.parallel.local_slurm`; needs root, installs slurm-wlm + munge when missing; the row says
   why it is absent otherwise).
 

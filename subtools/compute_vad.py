@@ -141,7 +141,7 @@ def run_compute_vad(data, vad_conf, nj=1, fix_context=False, source="auto", feat
                 *(["--feat-type", feat_type] if feat_type else []), *(["--feat-conf", feat_conf] if feat_conf else []),
                 data]
     runner = dispatch.stage_dispatch(cmd, job, __file__, job_args, os.path.join(data, "log"))
-    with dispatch.output_lock(data, wait, f"data dir {data}", job):
+    with dispatch.output_lock(data, wait, f"data dir {data}", job, create=False):
         return _compute_vad(data, vad_opts, nj, fix_context, source, feat_type, feat_conf, runner)
 
 

@@ -33,6 +33,9 @@ def _first_column(path):
     return [line.split()[0] for _, line in text_lines(path) if line.strip()]
 
 
+NEW_DIR_COMMANDS = ("subset", "combine", "filter", "remove-utt")   # they write a new DST; the others an existing dir
+
+
 def _output_dir(args):
     """The dir a command writes (None for validate)."""
     if args.cmd == "validate":
@@ -98,7 +101,7 @@ def run(args):
     """Carry out the parsed command, holding the lock of the dir it writes."""
     output = _output_dir(args)
     if output is not None:
-        with locked(output, args.wait, f"data dir {output}"):
+        with locked(output, args.wait, f"data dir {output}", create=args.cmd in NEW_DIR_COMMANDS):
             return _run(args)
     return _run(args)
 

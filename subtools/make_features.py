@@ -80,7 +80,7 @@ def make_features(data, feat_type, conf, nj=1, compress=False, ark_dir=None, wai
                 *(["--vad-conf", vad_conf] if vad_conf else []), *(["--compress"] if compress else []),
                 *(["--ark-dir", ark_dir] if ark_dir else []), feat_type, data]
     runner = dispatch.stage_dispatch(cmd, job, __file__, job_args, os.path.join(data, "log"))
-    with dispatch.output_lock(data, wait, f"data dir {data}", job):
+    with dispatch.output_lock(data, wait, f"data dir {data}", job, create=False):
         return _make_features(data, extractor, nj, compress, ark_dir, vad, runner)
 
 

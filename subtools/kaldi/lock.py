@@ -22,11 +22,13 @@ class LockedError(RuntimeError):
 
 
 @contextlib.contextmanager
-def locked(directory, wait=False, what=None):
-    """Hold the exclusive lock of ``directory`` (created if absent) for the ``with`` block.
-
-    ``what`` names the output in messages (default: the directory).
+def locked(directory, wait=False, what=None, create=True):
+    """Hold the exclusive lock of ``directory`` for the ``with`` block. ``create``: make the directory when
+    absent (a new output); else FileNotFoundError (a command that works in an existing dir must not leave a
+    mistyped one behind). ``what`` names the output in messages (default: the directory).
     """
+    if not create and not os.path.isdir(directory):
+        raise FileNotFoundError(f"{what or directory}: no such directory")
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, LOCK_NAME)
     with open(path, "a+") as f:

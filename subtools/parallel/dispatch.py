@@ -6,16 +6,16 @@ works out its jobs and their stamps as always, removes its merged outputs, then 
 
     RUNNER [opts] JOB=a:b LOGDIR/<name>.JOB.log env PYTHONPATH=<repo> python3 <script> <args> --job JOB --job-token T
 
-once per contiguous range of those job numbers (one call on a first run; after failures, calls for the
-failed jobs only, one range after the other), then checks every job's ``.done`` stamp: a job without it
+once per contiguous range of those job numbers, the ranges at once (one call on a first run; after
+failures, calls for the failed jobs only), then checks every job's ``.done`` stamp: a job without it
 failed, and the stage stops naming the job logs; otherwise it merges exactly as a local run. A rerun
 redoes only the jobs whose stamps are missing.
 
 ``--cmd`` values:
 
 - ``local [--max-jobs-run N]``: the shipped local runner (``subtools/parallel/run.py``);
-- ``slurm [options]``: the built-in SLURM runner (``subtools/parallel/slurm.py``: one ``sbatch --array
-  --wait`` per range; options such as ``--partition cpu --mem 4G`` go to sbatch);
+- ``slurm [options]``: the built-in SLURM runner (``subtools/parallel/slurm.py``: one ``sbatch --array`` per
+  range, followed with squeue; options such as ``--partition cpu --mem 4G`` go to sbatch);
 - ``run.pl [opts]``: Kaldi's run.pl when it is on PATH, else the shipped local runner;
 - any other program (``queue.pl -q all.q``, ``slurm.pl --mem 4G``, a path): run as it is; it must be found.
 
@@ -28,8 +28,10 @@ and a job whose ``--job-token`` does not match stops before writing anything (a 
 old log cannot write beside a later run). The check is a file read, so it works for jobs on any node of a
 shared file system, including ones whose ``flock`` is local to a node (only the parent locks; two parents on
 different nodes exclude each other only where the storage supports flock across nodes: NFSv4, Lustre or GPFS
-mounted with flock). A parent killed with SIGKILL leaves its jobs queued: cancel them before a rerun
-(``scancel``; the built-in runners cancel on Ctrl-C and SIGTERM).
+mounted with flock). A parent stopped with Ctrl-C or SIGTERM stops its runners, which cancel their jobs
+(the built-in ones do; Kaldi's queue.pl and slurm.pl too); one killed with SIGKILL leaves its jobs queued:
+cancel them (``scancel``) before a rerun. A job also checks the token again before it renames its outputs
+into place, so one that outlived its dispatch writes nothing.
 
 Jobs run in the parent's working directory (the runners' and sbatch's default, queue.pl's ``-cwd``), so
 relative paths in tables and on the command line mean the same on every node of the shared file system.
@@ -40,6 +42,7 @@ import os
 import secrets
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -100,21 +103,31 @@ class ClusterJobs:
         return os.path.join(self.log_dir, f"{name}.{number}.log")
 
     def run(self, numbers, name, token_path):
-        """Run jobs ``numbers`` of the stage ``name`` (see the module docstring); returns the runner's exit
-        codes (the jobs' stamps, not these, tell which jobs completed)."""
+        """Run jobs ``numbers`` of the stage ``name`` (see the module docstring): one runner per contiguous
+        range, all at once; returns the runners' exit codes (the jobs' stamps, not these, tell which jobs
+        completed). Interrupted (Ctrl-C, SIGTERM), it stops the runners (which cancel what they queued) and
+        ends the dispatch before it returns."""
         token = secrets.token_hex(8)
         with atomic_write(token_path) as f:
             f.write(token + "\n")
-        codes = []
+        runners = []
+        previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
         try:
             for first, last in contiguous_ranges(numbers):
                 argv = [*self.runner, f"{JOB}={first}:{last}", os.path.join(self.log_dir, f"{name}.{JOB}.log"),
                         *self.command, "--job", JOB, "--job-token", token]
-                codes.append(subprocess.run(argv).returncode)
+                runners.append(subprocess.Popen(argv))
+            return [runner.wait() for runner in runners]
         finally:
+            signal.signal(signal.SIGTERM, previous)
+            for runner in runners:
+                if runner.poll() is None:
+                    runner.terminate()
+            for runner in runners:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    runner.wait(timeout=30)
             with contextlib.suppress(FileNotFoundError):
                 os.remove(token_path)
-        return codes
 
 
 @dataclasses.dataclass
@@ -174,6 +187,7 @@ def stage_dispatch(cmd, job, script, args, log_dir):
     return None
 
 
-def output_lock(directory, wait, what, job):
-    """The lock of a stage's output ``directory``; none in a dispatched job (its parent holds it)."""
-    return contextlib.nullcontext() if job is not None else locked(directory, wait, what)
+def output_lock(directory, wait, what, job, create=True):
+    """The lock of a stage's output ``directory`` (see lock.locked); none in a dispatched job (its parent
+    holds it)."""
+    return contextlib.nullcontext() if job is not None else locked(directory, wait, what, create)

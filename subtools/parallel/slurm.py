@@ -133,9 +133,12 @@ def submit(options, max_jobs, job_range, log, command):
 
 def run(argv):
     options, max_jobs, job_range, log, command = parse_args(argv)
-    code = submit(options, max_jobs, job_range, log, command)
     logs = [job_range.substitute(os.path.abspath(log), n) for n in job_range.numbers()]
-    failed = [path for path in logs if exit_code(path) != 0]
+    for path in logs:   # an earlier run's "Ended (code 0)" must not pass for this run's
+        if os.path.exists(path):
+            os.remove(path)
+    code = submit(options, max_jobs, job_range, log, command)
+    failed = [path for path in logs if code or exit_code(path) != 0]
     if failed:
         print(f"slurm.py: {len(failed)} / {len(logs)} jobs failed{f' (sbatch exit code {code})' if code else ''}, "
               f"see {' '.join(failed)}", file=sys.stderr)
