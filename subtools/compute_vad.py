@@ -8,8 +8,9 @@ Writes ``DATA/data/vad_<set>.<job>.ark/.scp`` and ``DATA/vad.scp``: per utteranc
 
 Where the log-energy comes from (``DATA/conf/feat_type`` and ``feats.conf``, written by
 make_features.py): when the features carry it (MFCC with use-energy, Kaldi's default, also the MFCC
-part of mfcc_pitch; fbank with use-energy) it is read from feats.scp (column 0, or the last MFCC
-column with htk-compat), as Kaldi does.
+part of mfcc_pitch; fbank with use-energy) it is read from feats.scp: column 0, as Kaldi's compute-vad
+reads it, except with htk-compat, where the energy is the last column (Kaldi's compute-vad would read C1
+there; we read the energy).
 Otherwise (our 80-dim fbank) it is computed from the audio in wav.scp: Kaldi's raw log-energy
 (= MFCC C0) with the features' framing, so T matches utt2num_frames (checked).
 Utterances whose features/audio fail are skipped and listed in ``DATA/log/compute_vad.failed``;

@@ -25,7 +25,8 @@ augmented training set.
 
 Trained steps are saved in ``--model-dir`` (``step<i>_submean.vec``, ``step<i>_lda.mat`` as Kaldi
 binary objects, ``plda.txt`` in Kaldi text format as trained, ``params.json`` written last) and reused
-when ``params.json`` matches: it holds the training set (path and xvector.scp mtime), the chain and
+when ``params.json`` matches: it holds the training set (path, and the fingerprint of its embeddings:
+xvector.scp's content and its arks' identities, :func:`~subtools.kaldi.fingerprint.scp_fingerprint`), the chain and
 every training option (``lda_dim``, ``lda_total_covariance_factor``, ``plda_iters``), so changing one
 refits. The scoring options (``plda_smoothing``, ``plda_simple_length_norm``) are applied to the
 loaded model, as ``ivector-copy-plda`` in Kaldi's scoring pipe, and need no refit.

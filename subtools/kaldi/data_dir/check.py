@@ -5,8 +5,9 @@ import os
 
 from subtools.kaldi.data_dir.directory import DataDir, copy_file
 from subtools.kaldi.data_dir.tables import (BACKUP_DIR, check_extra_tables, is_utt_table, parse_values,
-                                            spk2utt_to_utt2spk, table_names)
-from subtools.kaldi.fileio import read_table, text_lines
+                                            read_spk2utt, spk2utt_to_utt2spk, table_names)
+from subtools.kaldi.fileio import text_lines
+
 
 def _list_some(keys, n=5):
     keys = sorted(keys)
@@ -183,8 +184,7 @@ def fix_dir(path, extra_files=()):
     for spk in sorted(spks_before - spks_after):
         report.dropped_spks[spk] = "no utterances left"
     if os.path.isfile(os.path.join(path, "spk2utt")):
-        old = read_table(os.path.join(path, "spk2utt"), allow_duplicates=True)
-        if {s: v.split() for s, v in old.items()} != fixed.spk2utt:
+        if read_spk2utt(os.path.join(path, "spk2utt"), allow_duplicates=True) != fixed.spk2utt:
             report.resorted.append("spk2utt (regenerated from utt2spk)")
     fixed.save(path)
     return report

@@ -4,8 +4,10 @@ import os
 import shutil
 
 from subtools.kaldi.data_dir.tables import (TRIALS_DIR, UTT_FILES, format_value, is_spk_table, is_utt_table,
-                                            parse_values, table_names, utt2spk_to_spk2utt, write_spk2utt)
+                                            parse_values, read_spk2utt, table_names, utt2spk_to_spk2utt,
+                                            write_spk2utt)
 from subtools.kaldi.fileio import atomic_write, read_table, write_table
+
 
 @dataclasses.dataclass
 class DataDir:
@@ -34,7 +36,7 @@ class DataDir:
             raise FileNotFoundError(f"data dir not found: {path}")
         data = cls()
         if os.path.isfile(os.path.join(path, "spk2utt")):
-            data.spk2utt = {k: v.split() for k, v in read_table(os.path.join(path, "spk2utt"), allow_duplicates).items()}
+            data.spk2utt = read_spk2utt(os.path.join(path, "spk2utt"), allow_duplicates)
         for name in table_names(path, extra):
             data.set_table(name, parse_values(os.path.join(path, name), read_table(os.path.join(path, name), allow_duplicates)))
         if os.path.isdir(os.path.join(path, TRIALS_DIR)):
@@ -81,7 +83,9 @@ class DataDir:
         """Write every present table (sorted, atomic); spk2utt is regenerated from utt2spk.
 
         Table files already in ``path`` that this DataDir lacks are removed (they would be stale).
-        Also copies the trials/ directory it was loaded from, if any and if not already there.
+        Also copies the files of the trials/ directory it was loaded from, if any (overwriting those of the
+        same name; a trials file ``path`` has that the source lacks stays), unless ``path`` is that directory's
+        own data dir.
         """
         os.makedirs(path, exist_ok=True)
         present = {**self.utt_tables(), **self.spk_tables()}

@@ -4,6 +4,7 @@ import os
 from subtools.kaldi.data_dir.directory import DataDir, copy_file
 from subtools.kaldi.data_dir.tables import TRIALS_DIR, is_utt_table, utt2spk_to_spk2utt
 
+
 def evenly_spread(count, num):
     """Indices (ascending) of the ``num`` of ``count`` lines that Kaldi's ``utils/subset_scp.pl N`` keeps:
     recursive halving, the first half of a range gets ``floor(needed / 2)``, the second the rest; a range

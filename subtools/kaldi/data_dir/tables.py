@@ -8,6 +8,7 @@ import os
 
 from subtools.kaldi.fileio import read_table, write_table
 
+
 UTT_FILES = {
     "wav.scp": "wav_scp",
     "utt2spk": "utt2spk",
@@ -54,9 +55,9 @@ def utt2spk_to_spk2utt(utt2spk):
     return {spk: spk2utt[spk] for spk in sorted(spk2utt)}
 
 
-def read_spk2utt(path):
-    """Kaldi ``spk2utt`` file -> {spk: [utts]}."""
-    return {spk: rest.split() for spk, rest in read_table(path).items()}
+def read_spk2utt(path, allow_duplicates=False):
+    """Kaldi ``spk2utt`` file -> {spk: [utts]} (``allow_duplicates``: a repeated speaker's last line wins)."""
+    return {spk: rest.split() for spk, rest in read_table(path, allow_duplicates).items()}
 
 
 def write_spk2utt(path, spk2utt):
