@@ -23,7 +23,7 @@ from subtools.inference import package
 from subtools.inference.audio_input import load_waveform
 from subtools.inference.frontend import Frontend
 from subtools.inference.network import RUNTIMES, OnnxNetwork, TorchScriptNetwork
-from subtools.pytorch.libs.training.checkpoint import build_model
+from subtools.pytorch.libs.training.checkpoint import CLASSIFIER, build_model
 from subtools.pytorch.pipeline.extract_embeddings import embed_utterance
 from subtools.score.calibration import LinearCalibration, bayes_threshold
 from subtools.score.score_sets import Backend
@@ -40,7 +40,7 @@ def load_weights(model, path):
     except Exception as e:  # truncated or foreign file: name it
         raise ValueError(f"{path}: unreadable weights ({type(e).__name__}: {str(e).splitlines()[0]})") from None
     missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.startswith(package.CLASSIFIER)]
+    missing = [k for k in missing if not k.startswith(CLASSIFIER)]
     if missing or unexpected:
         raise ValueError(f"{path}: weights do not fit the package's network (missing: {', '.join(missing[:5]) or '-'};"
                          f" unexpected: {', '.join(unexpected[:5]) or '-'})")

@@ -30,7 +30,6 @@ BACKEND = "backend"
 CALIBRATION = "calibration.json"
 TORCHSCRIPT = "network.ts"
 ONNX = "network.onnx"
-CLASSIFIER = "loss."   # state-dict prefix of the classifier (the model's loss layer): not part of a package
 
 
 class IncompletePackageError(FileNotFoundError):

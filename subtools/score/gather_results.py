@@ -33,6 +33,7 @@ import sys
 
 import yaml
 
+from subtools import resolve_path
 from subtools.cli import run_cli
 from subtools.kaldi.fileio import atomic_write
 from subtools.pytorch.libs.training.checkpoint import checkpoint_path
@@ -43,7 +44,6 @@ from subtools.score.metrics import compute_all, plot_det
 from subtools.score.score_sets import Backend, EmbeddingSet
 from subtools.score.trials import read_trials, write_scores
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HEADER = ("epoch", "test set", "trials", "EER(%)", "minDCF(0.01)", "minDCF(0.001)", "EER CI95",
           "minDCF(0.01) CI95", "minDCF(0.001) CI95")
 CALIBRATION_HEADER = ("Cllr", "minCllr", *(f"actDCF({p:g})" for p in DCF_PRIORS))
@@ -56,14 +56,6 @@ def chain_for(backend, cfg):
     chains = {"plda": cfg.get("chain", "submean-lda-norm-plda"), "cosine": cosine,
               "asnorm": cfg.get("asnorm_chain", cosine + "-asnorm")}
     return chains[backend]
-
-
-def resolve_path(path):
-    """A config path: as given (relative to the working dir), else relative to the repo root."""
-    if os.path.isabs(path) or os.path.exists(path):
-        return path
-    alt = os.path.join(REPO_ROOT, path)
-    return alt if os.path.exists(alt) else path
 
 
 def format_table(rows, header=HEADER, left=(0, 1)):
@@ -94,11 +86,12 @@ def calibration_cells(scores, labels, calibration=None):
 
 def unusable_sets(dirs, checkpoint):
     """Why some embedding dirs of ``dirs`` cannot be scored ("" when all can): no ``xvector.scp``, or made
-    with another content of ``checkpoint`` (retrained or re-averaged since stage 4)."""
+    with another content of ``checkpoint`` (retrained or re-averaged since stage 4; sets whose checkpoint
+    cannot be told, e.g. embeddings made elsewhere, are scored)."""
     missing = [d for d in dict.fromkeys(dirs) if not os.path.isfile(os.path.join(d, "xvector.scp"))]
     if missing:
         return "missing: " + ", ".join(f"{d}/xvector.scp" for d in missing)
-    stale = [d for d in dict.fromkeys(dirs) if not made_with(d, checkpoint)]
+    stale = [d for d in dict.fromkeys(dirs) if made_with(d, checkpoint) is False]
     if stale:
         return (f"made with another {os.path.basename(checkpoint)} (it changed since they were extracted; rerun "
                 "launcher stage 4): " + ", ".join(stale))

@@ -57,7 +57,7 @@ import sys
 
 import yaml
 
-from subtools import REPO_ROOT
+from subtools import REPO_ROOT, resolve_path
 from subtools.cli import run_cli
 from subtools.kaldi import fingerprint
 from subtools.kaldi.fileio import atomic_write
@@ -182,7 +182,7 @@ def egs_record(config):
 def trusts(config, config_dir, trust_blueprint):
     """Whether the model of ``config_dir`` may be built from its blueprint copy: the user said so, or the copy
     is identical to the blueprint the user's config names (see checkpoint.trusted_blueprint)."""
-    return trust_blueprint or ckpt.copy_of(config_dir, ckpt.resolve_blueprint(config["model"]["blueprint"]))
+    return trust_blueprint or ckpt.copy_of(config_dir, resolve_path(config["model"]["blueprint"]))
 
 
 def stage3(config, train_stage, gpu_ids, trust_blueprint, nodes=Nodes()):
@@ -301,7 +301,7 @@ def check_model_params(config):
     launcher before any stage runs (the blueprint is the project file the config names)."""
     from subtools.pytorch.libs.nnet.framework import load_blueprint
     model = config["model"]
-    cls = load_blueprint(ckpt.resolve_blueprint(model["blueprint"]), model["class"])
+    cls = load_blueprint(resolve_path(model["blueprint"]), model["class"])
     try:
         cls(80, 10, **(model.get("params") or {}))
     except TypeError as e:

@@ -45,6 +45,7 @@ import kaldiio
 import torch
 import yaml
 
+from subtools import resolve_path
 from subtools.cli import run_cli
 from subtools.inference import package
 from subtools.inference.frontend import VAD_CONF, Frontend
@@ -55,10 +56,12 @@ from subtools.kaldi.audio import read_audio
 from subtools.kaldi.fileio import atomic_write, read_table
 from subtools.kaldi.fingerprint import content_hash
 from subtools.kaldi.vad import read_vad_conf
-from subtools.pytorch.libs.training.checkpoint import TRUST_HELP, load_model, require_checkpoint
+from subtools.pytorch.launcher import stages
+from subtools.pytorch.libs.training.checkpoint import (CLASSIFIER, TRUST_HELP, load_model, parse_epoch,
+                                                       require_checkpoint)
 from subtools.pytorch.pipeline.extract_embeddings import made_with
 from subtools.score.calibration import bayes_threshold, calibration_metrics, train_linear_calibration
-from subtools.score.gather_results import chain_for, resolve_path
+from subtools.score.gather_results import chain_for
 from subtools.score.score_sets import BACKEND_ARGS, Backend, EmbeddingSet
 from subtools.score.trials import read_trials
 
@@ -77,7 +80,7 @@ def read_config(exp_dir):
 
 
 def data_path(config, name):
-    return resolve_path(os.path.join(config.get("data_root", "data"), name))
+    return resolve_path(stages.data_path(config, name))
 
 
 def feature_data_dir(config, data_dir=None):
@@ -137,7 +140,7 @@ def fitted_backend(exp_dir, emb_dir, config, backend_name, checkpoint, log=print
     if not os.path.isfile(os.path.join(train_dir, "xvector.scp")):
         raise FileNotFoundError(f"{train_dir}/xvector.scp: missing (the back-end's training embeddings: run "
                                 "launcher stage 4 for this epoch)")
-    if not made_with(train_dir, checkpoint):
+    if made_with(train_dir, checkpoint) is False:
         raise ValueError(f"{train_dir}: extracted with another {os.path.basename(checkpoint)} (it changed since): "
                          "rerun launcher stage 4 for this epoch")
     cache = os.path.join(emb_dir, "backend", train_set, chain)
@@ -148,7 +151,7 @@ def fitted_backend(exp_dir, emb_dir, config, backend_name, checkpoint, log=print
 def write_network(model, out, position, feat_dim):
     """``weights.pt`` (no classifier), ``network.ts`` and ``network.onnx`` of ``model`` under ``out``,
     after checking the traced graphs; returns their relative differences from the eager model."""
-    state = {k: v for k, v in model.state_dict().items() if not k.startswith(package.CLASSIFIER)}
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith(CLASSIFIER)}
     with atomic_write(os.path.join(out, package.WEIGHTS), "wb") as f:
         torch.save(state, f)
     network = EmbeddingNetwork(model, position).eval()
@@ -371,7 +374,7 @@ def export(exp_dir, epoch, out, backend_name="plda", calibration_trials=None, ca
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--exp-dir", required=True, help="experiment dir (config/ and <epoch>.params)")
-    p.add_argument("--epoch", required=True, help="use EXP/<epoch>.params (a number, or a name such as avg)")
+    p.add_argument("--epoch", required=True, type=parse_epoch, help="use EXP/<epoch>.params (a number, or avg)")
     p.add_argument("--out", required=True, help="the model package directory to write")
     p.add_argument("--backend", choices=["plda", "cosine"], default="plda",
                    help="back-end chain: the config's backend.chain (plda) or backend.cosine_chain (cosine)")
@@ -389,9 +392,8 @@ def main(argv=None):
     p.add_argument("--trust-blueprint", action="store_true", help=TRUST_HELP)
     p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
     args = p.parse_args(argv)
-    epoch = int(args.epoch) if args.epoch.isdigit() else args.epoch
     torch.set_num_threads(args.threads)
-    run_cli(export, args.exp_dir, epoch, args.out, args.backend, args.calibration_trials, args.calibration_set,
+    run_cli(export, args.exp_dir, args.epoch, args.out, args.backend, args.calibration_trials, args.calibration_set,
             args.p_target, args.vad_conf, args.vad_fix_context, args.data_dir, args.trust_blueprint)
 
 

@@ -160,10 +160,13 @@ def _extract(model_dir, epoch, checkpoint, data_dir, out_dir, nj, position, max_
 
 
 def made_with(out_dir, checkpoint):
-    """True when the embeddings of ``out_dir`` were extracted with the current content of ``checkpoint``
-    (what gather_results and export_model check before using them)."""
+    """Whether the embeddings of ``out_dir`` were extracted with the current content of ``checkpoint`` (what
+    gather_results and export_model check before using them): None when that cannot be told (embeddings
+    from elsewhere, without ``checkpoint.sha1``, or no checkpoint to compare with)."""
     record = os.path.join(out_dir, CHECKPOINT_RECORD)
-    return os.path.isfile(record) and open(record).read().strip() == content_hash(checkpoint)
+    if not (os.path.isfile(record) and os.path.isfile(checkpoint)):
+        return None
+    return open(record).read().strip() == content_hash(checkpoint)
 
 
 def main(argv=None):

@@ -38,7 +38,7 @@ import shutil
 import torch
 import yaml
 
-from subtools import REPO_ROOT
+from subtools import REPO_ROOT, resolve_path
 from subtools.kaldi.fileio import atomic_write
 from subtools.kaldi.fingerprint import content_hash
 from subtools.pytorch.libs.nnet.framework import load_blueprint
@@ -51,17 +51,12 @@ class UntrustedBlueprintError(ValueError):
     """An experiment's blueprint copy is not the project's file it names."""
 
 
-def resolve_blueprint(path):
-    """A blueprint path of a config: as given when it exists, else relative to the repo root."""
-    return path if os.path.isabs(path) or os.path.exists(path) else os.path.join(REPO_ROOT, path)
-
-
 def write_model_config(exp_dir, model_config, inputs_dim, num_targets, config_dir=None):
     """Copy the blueprint and write ``nnet.config`` / ``params.dict`` under ``config_dir``
     (default ``EXP/config``)."""
     config_dir = config_dir or os.path.join(exp_dir, "config")
     os.makedirs(config_dir, exist_ok=True)
-    source = os.path.abspath(resolve_blueprint(model_config["blueprint"]))
+    source = os.path.abspath(resolve_path(model_config["blueprint"]))
     with open(source) as src, atomic_write(os.path.join(config_dir, "blueprint.py")) as dst:
         shutil.copyfileobj(src, dst)
     inside = os.path.commonpath([source, REPO_ROOT]) == REPO_ROOT
