@@ -19,8 +19,7 @@ import argparse
 import sys
 
 from subtools.cli import run_cli
-from subtools.score.calibration import (LinearCalibration, calibration_metrics, format_calibration_line,
-                                        train_linear_calibration)
+from subtools.score.calibration import LinearCalibration, fit_calibration, format_calibration_line
 from subtools.score.compute_metrics import scored_trials
 from subtools.score.trials import Trials, read_scores, read_trials, write_scores
 
@@ -28,14 +27,10 @@ from subtools.score.trials import Trials, read_scores, read_trials, write_scores
 def train(trials_path, scores_path, out, p_target=0.01, on_missing="stop", log=print):
     """Fit and save the calibration of ``scores_path`` on ``trials_path``; returns the LinearCalibration."""
     trials, scores = scored_trials(read_trials(trials_path, need_labels=True), scores_path, on_missing)
-    cal = train_linear_calibration(scores, trials.labels, p_target)
-    before = calibration_metrics(scores, trials.labels)
-    after = calibration_metrics(cal.apply(scores), trials.labels)
-    cal.save(out, trials=trials_path, scores=scores_path, targets=int(trials.labels.sum()),
-             nontargets=int((~trials.labels).sum()), before=before, after=after)
+    cal, record = fit_calibration(scores, trials.labels, p_target, out, {"trials": trials_path, "scores": scores_path})
     log(f"llr = {cal.a:.6g} * score + {cal.b:.6g} (p_target {p_target:g}, {len(trials)} trials) -> {out}")
-    log(f"before: {format_calibration_line(before)}")
-    log(f"after:  {format_calibration_line(after)}")
+    log(f"before: {format_calibration_line(record['before'])}")
+    log(f"after:  {format_calibration_line(record['after'])}")
     return cal
 
 

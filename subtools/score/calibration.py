@@ -174,6 +174,17 @@ def calibration_metrics(llrs, labels):
     return m
 
 
+def fit_calibration(scores, labels, p_target, out, source):
+    """Fit the calibration of ``scores [M]`` on ``labels [M]`` (bool) and save it to ``out`` with ``source``
+    (a dict saying what the scores are), the trial counts and the calibration metrics before and after.
+    Returns ``(LinearCalibration, the saved record without a/b/p_target)``."""
+    cal = train_linear_calibration(scores, labels, p_target)
+    record = {**source, "targets": int(labels.sum()), "nontargets": int((~labels).sum()),
+              "before": calibration_metrics(scores, labels), "after": calibration_metrics(cal.apply(scores), labels)}
+    cal.save(out, **record)
+    return cal, record
+
+
 def format_calibration_line(m):
     """``Cllr=<a> minCllr=<b> actDCF(0.01)=<c> actDCF(0.001)=<d>``."""
     return (f"Cllr={m['cllr']:.4f} minCllr={m['min_cllr']:.4f} "

@@ -60,7 +60,7 @@ from subtools.pytorch.launcher import stages
 from subtools.pytorch.libs.training.checkpoint import (CLASSIFIER, TRUST_HELP, load_model, parse_epoch,
                                                        require_checkpoint)
 from subtools.pytorch.pipeline.extract_embeddings import made_with
-from subtools.score.calibration import bayes_threshold, calibration_metrics, train_linear_calibration
+from subtools.score.calibration import bayes_threshold, fit_calibration
 from subtools.score.gather_results import chain_for
 from subtools.score.score_sets import BACKEND_ARGS, Backend, EmbeddingSet
 from subtools.score.trials import read_trials
@@ -187,12 +187,8 @@ def calibrate(model_dir, trials_path, calibration_set, p_target, trust_blueprint
     speaker_model = SpeakerModel.load(model_dir, trust_blueprint=trust_blueprint)
     trials = read_trials(trials_path, need_labels=True)
     scores = speaker_model.score_trials(trials, *calibration_vectors(speaker_model, trials, calibration_set))
-    cal = train_linear_calibration(scores, trials.labels, p_target)
-    about = {"trials": os.path.abspath(trials_path), "set": os.path.abspath(calibration_set),
-             "targets": int(trials.labels.sum()), "nontargets": int((~trials.labels).sum()),
-             "before": calibration_metrics(scores, trials.labels),
-             "after": calibration_metrics(cal.apply(scores), trials.labels)}
-    cal.save(os.path.join(model_dir, package.CALIBRATION), **about)
+    cal, about = fit_calibration(scores, trials.labels, p_target, os.path.join(model_dir, package.CALIBRATION),
+                                 {"trials": os.path.abspath(trials_path), "set": os.path.abspath(calibration_set)})
     log(f"calibration on {trials_path} ({about['targets']} target / {about['nontargets']} nontarget trials): "
         f"llr = {cal.a:.5g} * score + {cal.b:.5g}; Cllr {about['before']['cllr']:.4f} -> "
         f"{about['after']['cllr']:.4f} (minCllr {about['after']['min_cllr']:.4f})")
