@@ -20,7 +20,7 @@ from subtools.score.bootstrap import FORMATS, bootstrap_metrics, format_interval
 from subtools.score.compute_metrics import add_ci_options, ci_units, scored_trials
 from subtools.score.gather_results import format_table
 from subtools.score.metrics import compute_all
-from subtools.score.trials import read_trials
+from subtools.score.trials import MissingVectorsError, read_trials
 
 HEADER = ("metric", "A", "A CI95", "B", "B CI95", "B-A", "B-A CI95", "P(B<A)")
 
@@ -31,7 +31,7 @@ def compare(trials, score_paths, units, n_draws, seed):
     for path in score_paths:
         try:
             systems.append(scored_trials(trials, path, "stop")[1])
-        except ValueError as e:
+        except MissingVectorsError as e:   # other errors (a bad line, a repeated pair) name the file themselves
             raise ValueError(f"{path} does not score every trial: {e}") from None
     points = [compute_all(scores, trials.labels) for scores in systems]
     draws = bootstrap_metrics(systems, trials.labels, units, n_draws, seed)
