@@ -41,14 +41,14 @@ import numpy as np
 import torch
 import yaml
 
+from subtools import resolve_path
 from subtools.kaldi.fileio import read_table
 from subtools.pytorch.launcher.config import load_config
 from subtools.pytorch.libs.egs.egs import ChunkEgs, make_chunk_egs, make_train_loader
 from subtools.pytorch.libs.nnet.framework import load_blueprint
 from subtools.pytorch.libs.support.synthetic import make_feature_dir
 from subtools.pytorch.libs.support.utils import set_seed
-from subtools.pytorch.libs.training.checkpoint import (build_model, load_checkpoint, resolve_blueprint,
-                                                       save_checkpoint, write_model_config)
+from subtools.pytorch.libs.training.checkpoint import build_model, load_checkpoint, save_checkpoint, write_model_config
 from subtools.pytorch.libs.training.lr_scheduler import LRSchedulerWrapper
 from subtools.pytorch.libs.training.optim import get_optimizer
 from subtools.pytorch.libs.training.trainer import SimpleTrainer
@@ -72,7 +72,7 @@ def sync(device):
 def config_model(config_path, num_targets):
     """``(merged config, model)`` of a shipped experiment config, 80-dim input."""
     cfg = load_config(os.path.join(REPO, config_path))
-    cls = load_blueprint(resolve_blueprint(cfg["model"]["blueprint"]), cfg["model"]["class"])
+    cls = load_blueprint(resolve_path(cfg["model"]["blueprint"]), cfg["model"]["class"])
     return cfg, cls(FEAT_DIM, num_targets, **cfg["model"]["params"])
 
 
