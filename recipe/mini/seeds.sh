@@ -6,7 +6,8 @@
 #
 #   bash recipe/mini/seeds.sh [--seeds 3] [--size small|full] [--nj 2]
 #
-# Seed s = 1024, 1025, ... (1024 is the demo's own seed for both) sets
+# Seed s = 1024, 1025, ... (the demo itself trains with training.seed 888 and egs.seed 1024, so none of these
+# runs is the demo's) sets
 #   training.seed = s   model initialisation and the order of the training chunks;
 #   egs.seed = s        which chunks are cut (those kept per speaker, egs.chunk_num; the validation ones),
 #                       written to exp/mini_seeds/egs/seed<s> and shared by the three systems of seed s.
