@@ -8,8 +8,9 @@ bare pitch (tracker + post-processing, audio in memory).
 
 Prints real-time factors per core (audio seconds / CPU-core seconds): ours end to end (read wav,
 compute, write ark + scp + utt2num_frames) and the bare calls (features only, audio in memory),
-and the fbank ratio. Targets (SPEC §9): fbank >= 1000x real time, ours >= 0.6 of the bare call;
-for mfcc_pitch, well above real time (Kaldi's C++ pitch runs at about 100x).
+and the fbank ratio. Target (SPEC §9): ours >= 0.6 of the bare fbank call in the same run (the bare
+call's own speed varies too much between VMs for an absolute target); for mfcc_pitch, well above real
+time (Kaldi's C++ pitch runs at about 100x).
 The four are timed alternately ``--repeats`` times (ours into a fresh ark dir each time); the best
 (least disturbed) time of each is reported, with the median beside it, because a shared VM's
 CPU time varies by tens of percent from run to run.
@@ -93,8 +94,7 @@ def main():
         best, median = min(times[label]), float(np.median(times[label]))
         print(f"{text}: {best:7.2f} s  -> {audio_seconds / best:6.0f}x ({audio_seconds / median:6.0f}x) "
               "real time per core")
-    print(f"fbank ratio ours/bare: {min(times['bare_fbank']) / min(times['fbank']):.2f} (target >= 0.6); "
-          "target >= 1000x real time per core")
+    print(f"fbank ratio ours/bare: {min(times['bare_fbank']) / min(times['fbank']):.2f} (target >= 0.6)")
     sys.stdout.flush()
 
 
