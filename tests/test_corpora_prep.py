@@ -53,10 +53,10 @@ def corpora(tmp_path_factory):
     t = ["id10270/aAaA1/00001.wav", "id10270/bB_b-2/00002.wav", "id10271/aAaA1/00001.wav"]
     _lines(vox1 / "veri_test.txt", [f"1 {t[0]} {t[1]}", f"0 {t[0]} {t[2]}", f"0 {t[1]} {t[2]}"])
     _lines(vox1 / "veri_test2.txt", [f"1 {t[0]} {t[1]}", f"0 {t[0]} {t[2]}"])
-    _lines(vox1 / "list_test_all.txt", [f"1 id10001/aAaA1/00001.wav id10001/bB_b-2/00001.wav",
+    _lines(vox1 / "list_test_all.txt", ["1 id10001/aAaA1/00001.wav id10001/bB_b-2/00001.wav",
                                         f"0 id10001/aAaA1/00001.wav {t[0]}", f"1 {t[0]} {t[1]}", f"0 {t[1]} {t[2]}"])
-    _lines(vox1 / "list_test_hard.txt", [f"1 id10002/aAaA1/00001.wav id10002/aAaA1/00002.wav",
-                                         f"0 id10002/aAaA1/00001.wav id19999/zzz/00001.wav"])  # absent utterance
+    _lines(vox1 / "list_test_hard.txt", ["1 id10002/aAaA1/00001.wav id10002/aAaA1/00002.wav",
+                                         "0 id10002/aAaA1/00001.wav id19999/zzz/00001.wav"])  # absent utterance
     _lines(vox1 / "vox1_meta.csv", ["VoxCeleb1 ID\tVGGFace1 ID\tGender\tNationality\tSet",
                                     "id10001\tA.J._Buckley\tm\tIreland\tdev", "id10002\tA.R._Rahman\tm\tIndia\tdev",
                                     "id10270\tEvan_Rachel_Wood\tf\tUSA\ttest", "id10271\tGwyneth_Paltrow\tf\tUSA\ttest"])
