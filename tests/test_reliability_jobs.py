@@ -35,6 +35,18 @@ def hold_lock(directory):
     return proc
 
 
+def make_flaky(data, monkeypatch, utt, others=None):
+    """Make ``utt``'s wav.scp entry a pipe that fails until FLAKY_OK is set (unset now); ``others``:
+    further entries to replace. Returns ``(wav.scp as it is now, the audio path utt had)``."""
+    wav = read_table(os.path.join(data, "wav.scp"))
+    path = wav[utt]
+    wav[utt] = f'[ -n "$FLAKY_OK" ] && cat {path} |'
+    wav.update(others or {})
+    write_table(os.path.join(data, "wav.scp"), wav)
+    monkeypatch.delenv("FLAKY_OK", raising=False)
+    return wav, path
+
+
 def test_second_run_on_a_locked_dir_stops_naming_the_holder_or_waits(tmp_path):
     data = make_data(str(tmp_path), n_spk=1, n_utt=2)
     holder = hold_lock(data)
@@ -96,11 +108,7 @@ def test_a_failure_outside_the_inputs_is_retried_alone(tmp_path, monkeypatch):
     """A pipe that failed for a reason no input file shows (here an environment variable) is retried on
     the next run, and only that item: the complete jobs' arks are not rewritten."""
     data = make_data(str(tmp_path), n_spk=2, n_utt=2)
-    wav = read_table(os.path.join(data, "wav.scp"))
-    flaky = wav["spk1-u1"]
-    wav["spk1-u1"] = f'[ -n "$FLAKY_OK" ] && cat {flaky} |'
-    write_table(os.path.join(data, "wav.scp"), wav)
-    monkeypatch.delenv("FLAKY_OK", raising=False)
+    wav, flaky = make_flaky(data, monkeypatch, "spk1-u1")
     assert set(mf.make_features(data, "fbank", "conf/fbank.conf", nj=2)) == {"spk1-u1"}
     arks = {n: os.stat(os.path.join(data, "data", n)).st_ino for n in ("raw_fbank_data.1.ark", "raw_fbank_data.2.ark")}
     monkeypatch.setenv("FLAKY_OK", "1")
@@ -186,12 +194,7 @@ def test_a_retry_that_recovers_one_item_and_not_another_settles(tmp_path, monkey
     """Item A fails once, then works; item B always fails. Once A is recovered, reruns append nothing and
     rewrite nothing (the retry ark and feats.scp keep their inodes), and B is still listed."""
     data = make_data(str(tmp_path), n_spk=1, n_utt=3)
-    wav = read_table(os.path.join(data, "wav.scp"))
-    flaky = wav["spk0-u1"]
-    wav["spk0-u1"] = f'[ -n "$FLAKY_OK" ] && cat {flaky} |'
-    wav["spk0-u2"] = "exit 3 |"
-    write_table(os.path.join(data, "wav.scp"), wav)
-    monkeypatch.delenv("FLAKY_OK", raising=False)
+    _, flaky = make_flaky(data, monkeypatch, "spk0-u1", others={"spk0-u2": "exit 3 |"})
     assert set(mf.make_features(data, "fbank", "conf/fbank.conf")) == {"spk0-u1", "spk0-u2"}
     monkeypatch.setenv("FLAKY_OK", "1")
     assert set(mf.make_features(data, "fbank", "conf/fbank.conf")) == {"spk0-u2"}
@@ -208,11 +211,7 @@ def test_a_run_killed_between_its_jobs_and_its_merge_is_not_complete(tmp_path, m
     """The retry recovers an item, then the process dies before writing feats.scp: the next run must write
     feats.scp with that item, not take the old one for complete."""
     data = make_data(str(tmp_path), n_spk=1, n_utt=2)
-    wav = read_table(os.path.join(data, "wav.scp"))
-    flaky = wav["spk0-u1"]
-    wav["spk0-u1"] = f'[ -n "$FLAKY_OK" ] && cat {flaky} |'
-    write_table(os.path.join(data, "wav.scp"), wav)
-    monkeypatch.delenv("FLAKY_OK", raising=False)
+    make_flaky(data, monkeypatch, "spk0-u1")
     mf.make_features(data, "fbank", "conf/fbank.conf")
     monkeypatch.setenv("FLAKY_OK", "1")
     original = mf.write_table
