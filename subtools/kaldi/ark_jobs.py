@@ -116,6 +116,12 @@ def job_paths(ark_dir, name, label):
     return {kind: f"{base}.{kind}" for kind in KINDS}
 
 
+def _make_job(ark_dir, name, label, items, stamp, side_arks):
+    """Job ``label`` ("3" or "3.retry") of ark ``name`` with its side arks' paths."""
+    return _Job(label, items, job_paths(ark_dir, name, label), stamp,
+                {side: job_paths(ark_dir, side, label) for side in side_arks})
+
+
 def _stamp(config_stamp, items, compress, files):
     h = hashlib.sha1(f"{config_stamp}\ncompress={compress}\n".encode())
     for key, value in items:
@@ -249,8 +255,7 @@ def _run_all(todo, make_worker, compress, start_method, name):
 def _retry_of(job, ark_dir, name, side_arks):
     """The retry of ``job``'s items that still fail (None when none does); stale retry files of an earlier
     run of the job are removed first."""
-    retry = _Job(f"{job.label}.retry", [], job_paths(ark_dir, name, f"{job.label}.retry"), job.stamp,
-                 {side: job_paths(ark_dir, side, f"{job.label}.retry") for side in side_arks})
+    retry = _make_job(ark_dir, name, f"{job.label}.retry", [], job.stamp, side_arks)
     if not retry.is_complete():
         _remove(*(path for paths in [retry.paths, *retry.sides.values()] for path in paths.values()))
     failed = retry.read("failed") if retry.is_complete() else job.read("failed")
@@ -286,8 +291,7 @@ def run_jobs(items, make_worker, ark_dir, name, nj, config_stamp="", compress=Fa
         raise ValueError(f"{name}: --job {only}, but the {len(items)} items make {nj} jobs")
     parts = {j: part for j, part in enumerate(parts, 1) if only in (None, j)}
     files = identities(path for part in parts.values() for _, value in part for path in _item_files(value))
-    jobs = [_Job(str(j), part, job_paths(ark_dir, name, j), _stamp(config_stamp, part, compress, files),
-                 {side: job_paths(ark_dir, side, j) for side in side_arks})
+    jobs = [_make_job(ark_dir, name, str(j), part, _stamp(config_stamp, part, compress, files), side_arks)
             for j, part in parts.items()]
     todo = [job for job in jobs if not job.is_complete()]
     redone = {job.label for job in todo}
@@ -316,8 +320,7 @@ def _merge(jobs, ark_dir, name, side_arks, stamp, outputs):
     """The :class:`JobsResult` of complete ``jobs`` and their retries."""
     result = JobsResult({}, {}, {}, {}, {side: {} for side in side_arks}, "", os.path.join(ark_dir, f"{name}.merged"))
     for job in jobs:
-        retry = _Job(f"{job.label}.retry", [], job_paths(ark_dir, name, f"{job.label}.retry"), job.stamp,
-                     {side: job_paths(ark_dir, side, f"{job.label}.retry") for side in side_arks})
+        retry = _make_job(ark_dir, name, f"{job.label}.retry", [], job.stamp, side_arks)
         parts = [job] + ([retry] if retry.is_complete() else [])
         for part in parts:
             result.scp.update(part.read("scp"))
