@@ -36,6 +36,7 @@ import yaml
 from subtools import resolve_path
 from subtools.cli import run_cli
 from subtools.kaldi.fileio import atomic_write
+from subtools.kaldi.fingerprint import content_hash
 from subtools.pytorch.libs.training.checkpoint import checkpoint_path
 from subtools.pytorch.pipeline.extract_embeddings import made_with
 from subtools.score.bootstrap import bootstrap_metrics, interval_cells, resampling_units, system_draws
@@ -84,14 +85,15 @@ def calibration_cells(scores, labels, calibration=None):
     return [f"{m['cllr']:.4f}", f"{m['min_cllr']:.4f}", *(f"{m[f'act_dcf_{p:g}']:.4f}" for p in DCF_PRIORS)]
 
 
-def unusable_sets(dirs, checkpoint):
+def unusable_sets(dirs, checkpoint, checkpoint_sha1):
     """Why some embedding dirs of ``dirs`` cannot be scored ("" when all can): no ``xvector.scp``, or made
-    with another content of ``checkpoint`` (retrained or re-averaged since stage 4; sets whose checkpoint
-    cannot be told, e.g. embeddings made elsewhere, are scored)."""
+    with another content of ``checkpoint`` than the current one, ``checkpoint_sha1`` (retrained or
+    re-averaged since stage 4; sets whose checkpoint cannot be told, e.g. embeddings made elsewhere, are
+    scored)."""
     missing = [d for d in dict.fromkeys(dirs) if not os.path.isfile(os.path.join(d, "xvector.scp"))]
     if missing:
         return "missing: " + ", ".join(f"{d}/xvector.scp" for d in missing)
-    stale = [d for d in dict.fromkeys(dirs) if made_with(d, checkpoint) is False]
+    stale = [d for d in dict.fromkeys(dirs) if made_with(d, checkpoint_sha1) is False]
     if stale:
         return (f"made with another {os.path.basename(checkpoint)} (it changed since they were extracted; rerun "
                 "launcher stage 4): " + ", ".join(stale))
@@ -123,7 +125,8 @@ def gather(exp, backend_name, epochs=None, chain=None, on_missing="skip", log=pr
         emb = os.path.join(exp, f"{position}_epoch_{epoch}")
         train_dir = os.path.join(emb, train_name)
         checkpoint = checkpoint_path(exp, epoch)
-        unusable = unusable_sets([train_dir], checkpoint)
+        checkpoint_sha1 = content_hash(checkpoint)   # once per epoch: a checkpoint may be hundreds of MB
+        unusable = unusable_sets([train_dir], checkpoint, checkpoint_sha1)
         if unusable:
             log(f"SKIP epoch {epoch}: back-end training embeddings {unusable}")
             continue
@@ -132,7 +135,7 @@ def gather(exp, backend_name, epochs=None, chain=None, on_missing="skip", log=pr
                     os.path.join(emb, "backend", train_name, chain.replace("-asnorm", "")), log=log)
         if backend.use_asnorm:
             cohort = os.path.join(emb, bcfg.get("cohort_set", train_name))
-            unusable = unusable_sets([cohort], checkpoint)
+            unusable = unusable_sets([cohort], checkpoint, checkpoint_sha1)
             if unusable:
                 log(f"SKIP epoch {epoch}: AS-norm cohort embeddings {unusable}")
                 continue
@@ -142,7 +145,7 @@ def gather(exp, backend_name, epochs=None, chain=None, on_missing="skip", log=pr
         for ts in test_sets:
             name = ts["name"]
             dirs = [os.path.join(emb, ts["enroll"]), os.path.join(emb, ts["test"])]
-            unusable = unusable_sets(dirs, checkpoint)
+            unusable = unusable_sets(dirs, checkpoint, checkpoint_sha1)
             trials_path = resolve_path(ts["trials"])
             if unusable:
                 log(f"SKIP {name} (epoch {epoch}): embeddings {unusable}")

@@ -125,9 +125,9 @@ def check_vad_conf(data_dir, frontend, log=print):
     return utts
 
 
-def fitted_backend(exp_dir, emb_dir, config, backend_name, checkpoint, log=print):
+def fitted_backend(exp_dir, emb_dir, config, backend_name, checkpoint, checkpoint_sha1, log=print):
     """``(Backend, its cache dir)``: the experiment's back-end of ``backend_name`` (see module docstring),
-    fitted on embeddings extracted with the current ``checkpoint``."""
+    fitted on embeddings extracted with the current ``checkpoint`` (whose content has ``checkpoint_sha1``)."""
     bcfg = config.get("backend") or {}
     train_set = bcfg.get("plda_train_set")
     if not train_set:
@@ -140,7 +140,7 @@ def fitted_backend(exp_dir, emb_dir, config, backend_name, checkpoint, log=print
     if not os.path.isfile(os.path.join(train_dir, "xvector.scp")):
         raise FileNotFoundError(f"{train_dir}/xvector.scp: missing (the back-end's training embeddings: run "
                                 "launcher stage 4 for this epoch)")
-    if made_with(train_dir, checkpoint) is False:
+    if made_with(train_dir, checkpoint_sha1) is False:
         raise ValueError(f"{train_dir}: extracted with another {os.path.basename(checkpoint)} (it changed since): "
                          "rerun launcher stage 4 for this epoch")
     cache = os.path.join(emb_dir, "backend", train_set, chain)
@@ -299,6 +299,7 @@ def export(exp_dir, epoch, out, backend_name="plda", calibration_trials=None, ca
         raise ValueError(f"{out} exists and is not a model package: remove it or choose another --out")
     config = read_config(exp_dir)
     checkpoint = require_checkpoint(exp_dir, epoch)
+    checkpoint_sha1 = content_hash(checkpoint)
     model = load_model(exp_dir, epoch, trust_blueprint)
     data_dir = feature_data_dir(config, data_dir)
     extract = config.get("extract") or {}
@@ -322,7 +323,7 @@ def export(exp_dir, epoch, out, backend_name="plda", calibration_trials=None, ca
         for name in RECORD:
             copy_into(os.path.join(exp_dir, "config", name), os.path.join(tmp, package.CONFIG, name))
         backend, cache = fitted_backend(exp_dir, os.path.join(exp_dir, f"{position}_epoch_{epoch}"), config,
-                                        backend_name, checkpoint, log)
+                                        backend_name, checkpoint, checkpoint_sha1, log)
         for name in sorted(os.listdir(cache)):
             if not name.startswith(".") and os.path.isfile(os.path.join(cache, name)):
                 copy_into(os.path.join(cache, name), os.path.join(tmp, package.BACKEND, name))
@@ -332,7 +333,7 @@ def export(exp_dir, epoch, out, backend_name="plda", calibration_trials=None, ca
         bcfg = config.get("backend") or {}
         manifest = {
             "source": {"exp_dir": os.path.abspath(exp_dir), "epoch": epoch, "checkpoint": os.path.abspath(checkpoint),
-                       "checkpoint_sha1": content_hash(checkpoint),
+                       "checkpoint_sha1": checkpoint_sha1,
                        "exported": datetime.datetime.now().isoformat(timespec="seconds")},
             "network": {"class": nnet["class"], "inputs_dim": nnet["inputs_dim"],
                         "embedding_dim": model.embedding_dims()[position], "position": position,

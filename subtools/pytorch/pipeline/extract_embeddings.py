@@ -159,14 +159,16 @@ def _extract(model_dir, epoch, checkpoint, data_dir, out_dir, nj, position, max_
     return skipped
 
 
-def made_with(out_dir, checkpoint):
-    """Whether the embeddings of ``out_dir`` were extracted with the current content of ``checkpoint`` (what
-    gather_results and export_model check before using them): None when that cannot be told (embeddings
-    from elsewhere, without ``checkpoint.sha1``, or no checkpoint to compare with)."""
+def made_with(out_dir, checkpoint_sha1):
+    """Whether the embeddings of ``out_dir`` were extracted with the checkpoint whose content has this sha1
+    (``content_hash`` of the current checkpoint, hashed once by the caller: gather_results and export_model
+    check this before using them): None when that cannot be told (embeddings from elsewhere, without
+    ``checkpoint.sha1``, or no checkpoint to compare with: ``checkpoint_sha1`` "missing")."""
     record = os.path.join(out_dir, CHECKPOINT_RECORD)
-    if not (os.path.isfile(record) and os.path.isfile(checkpoint)):
+    if not os.path.isfile(record) or checkpoint_sha1 == "missing":
         return None
-    return open(record).read().strip() == content_hash(checkpoint)
+    with open(record) as f:
+        return f.read().strip() == checkpoint_sha1
 
 
 def main(argv=None):
