@@ -238,5 +238,6 @@ def run(args, parser):
     run_compute_vad(args.data, args.conf, args.nj, args.fix_context, args.source, args.feat_type, args.feat_conf,
                     args.wait, args.cmd, dispatch.job_from_args(parser, args))
 
+
 if __name__ == "__main__":
     main()

@@ -113,8 +113,11 @@ def made_with(data, extractor, compress, vad=None):
         records["vad.conf"] = vad_conf_lines(vad.vad_opts)
     for name, lines in records.items():
         path = os.path.join(data, "conf", name)
-        if not os.path.isfile(path) or open(path).read().splitlines() != lines:
+        if not os.path.isfile(path):
             return False
+        with open(path) as f:
+            if f.read().splitlines() != lines:
+                return False
     utts = set(read_sorted_table(os.path.join(data, "wav.scp")))
     tables = ["feats.scp", "utt2num_frames"] + (["vad.scp"] if vad else [])
     return all(os.path.isfile(os.path.join(data, t)) and utts <= set(read_table(os.path.join(data, t)))

@@ -8,10 +8,10 @@ A data dir holds Kaldi tables keyed by utterance (:data:`UTT_TABLES`: ``wav.scp 
 vad.scp utt2num_frames utt2dur text utt2lang utt2uniq utt2warp utt2gender utt2room``) or by speaker
 (``spk2utt`` and :data:`SPK_TABLES`: ``spk2gender spk2warp spk2accent``), plus an optional ``trials/``
 sub-directory of Kaldi trials files (``enroll test target|nontarget``), which every operation writing a
-new dir copies unchanged (but split: job parts need no trials). As in Kaldi's fix_data_dir.sh, only these names are tables; any other file
-(``utt2spk_orig``, notes) is left alone unless named as an extra table (``fix --extra-files``: names
-``utt2*`` or ``*.scp`` are keyed by utterance, ``spk2*`` by speaker). Keys are kept in C (byte) order,
-which is Python's ``sorted`` order for str keys.
+new dir copies unchanged (but split: job parts need no trials). As in Kaldi's fix_data_dir.sh, only these
+names are tables; any other file (``utt2spk_orig``, notes) is left alone unless named as an extra table
+(``fix --extra-files``: names ``utt2*`` or ``*.scp`` are keyed by utterance, ``spk2*`` by speaker). Keys
+are kept in C (byte) order, which is Python's ``sorted`` order for str keys.
 
 Semantics follow Kaldi's ``utils/`` scripts:
 - ``validate_dir`` ~ ``validate_data_dir.sh --no-text``: every table sorted with unique keys, all

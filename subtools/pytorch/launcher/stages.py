@@ -203,8 +203,9 @@ def stage3(config, train_stage, gpu_ids, trust_blueprint, nodes=Nodes()):
             raise ValueError(f"stage 3: the egs in {config['egs']['dir']} changed since {exp_dir} started training "
                              f"(compare {egs_done} with {recorded}); retrain with --train-stage 0, or use a new exp_dir")
         recorded = os.path.join(exp_dir, "config", "processes")
-        if os.path.isfile(recorded) and int(open(recorded).read()) != processes:
-            raise ValueError(f"stage 3: {exp_dir} was trained with {open(recorded).read().strip()} processes, this "
+        trained_with = int(open(recorded).read()) if os.path.isfile(recorded) else processes
+        if trained_with != processes:
+            raise ValueError(f"stage 3: {exp_dir} was trained with {trained_with} processes, this "
                              f"run has {processes}: the lr scaling and the data order would change mid-training; "
                              "resume with as many GPUs (--gpu-id, --nnodes), or retrain with --train-stage 0")
     check_device(gpu_ids)
