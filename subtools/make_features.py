@@ -11,7 +11,7 @@
 Reads ``DATA/wav.scp``; writes ``DATA/data/raw_<type>_<set>.<job>.ark/.scp`` per job, then
 ``DATA/conf/feat_type`` + ``DATA/conf/feats.conf`` (the fully resolved options, read by
 compute_vad.py; mfcc_pitch also ``DATA/conf/pitch.conf`` and ``DATA/conf/pitch_postprocess.conf``;
-``DATA/conf/compress``),
+``DATA/conf/compress``; ``DATA/conf/audio.sha1``: the audio it read, see :func:`made_with`),
 ``DATA/utt2num_frames`` and, last, ``DATA/feats.scp``.
 
 ``--vad-conf FILE`` also makes the energy VAD (Kaldi compute-vad options in FILE) in the same pass, from
@@ -38,7 +38,7 @@ import zlib
 
 from subtools.compute_vad import SamePassVad, vad_outputs, write_vad
 from subtools.cli import run_cli
-from subtools.kaldi.ark_jobs import report_items, run_jobs
+from subtools.kaldi.ark_jobs import inputs_digest, report_items, run_jobs
 from subtools.kaldi.audio import AudioError, read_audio
 from subtools.kaldi.features import FEATURE_TYPES, FeatureExtractor
 from subtools.kaldi.data_dir import read_sorted_table
@@ -90,6 +90,7 @@ def conf_lines(options):
 
 
 PITCH_RECORDS = ("pitch.conf", "pitch_postprocess.conf")
+AUDIO_RECORD = "audio.sha1"   # DATA/conf/audio.sha1: inputs_digest of the wav.scp entries that have features
 
 
 def option_records(extractor, compress):
@@ -103,25 +104,37 @@ def option_records(extractor, compress):
     return records
 
 
+def audio_record(wav_scp, utts):
+    """The DATA/conf/audio.sha1 line: :func:`inputs_digest` of the wav.scp entries of ``utts`` (what they
+    read, down to the audio files' identities)."""
+    return [inputs_digest((u, entry) for u, entry in wav_scp.items() if u in utts)]
+
+
 def made_with(data, extractor, compress, vad=None):
     """True when DATA holds features (with ``vad``: and a VAD) of every wav.scp utterance, recorded in
-    DATA/conf as made with exactly these options. prepare.sh asks this before calling make_features, so
-    that a data dir from which ``data_dir.py fix`` dropped failed utterances is not computed again (its
-    changed wav.scp would redo every job); unlike the job stamps it does not notice audio replaced in place."""
+    DATA/conf as made with exactly these options from these audio files as they are now (audio.sha1).
+    prepare.sh asks this before calling make_features, so that a data dir from which ``data_dir.py fix``
+    dropped failed utterances is not computed again (its changed wav.scp would redo every job), while audio
+    replaced in place is, as the job stamps would notice."""
     records = option_records(extractor, compress)
     if vad:
         records["vad.conf"] = vad_conf_lines(vad.vad_opts)
-    for name, lines in records.items():
-        path = os.path.join(data, "conf", name)
-        if not os.path.isfile(path):
-            return False
-        with open(path) as f:
-            if f.read().splitlines() != lines:
-                return False
-    utts = set(read_sorted_table(os.path.join(data, "wav.scp")))
+    if not all(_holds(os.path.join(data, "conf", name), lines) for name, lines in records.items()):
+        return False
+    wav_scp = read_sorted_table(os.path.join(data, "wav.scp"))
     tables = ["feats.scp", "utt2num_frames"] + (["vad.scp"] if vad else [])
-    return all(os.path.isfile(os.path.join(data, t)) and utts <= set(read_table(os.path.join(data, t)))
-               for t in tables)
+    if not all(os.path.isfile(os.path.join(data, t)) and set(wav_scp) <= set(read_table(os.path.join(data, t)))
+               for t in tables):
+        return False
+    return _holds(os.path.join(data, "conf", AUDIO_RECORD), audio_record(wav_scp, wav_scp))   # last: stats every file
+
+
+def _holds(path, lines):
+    """Whether the file ``path`` exists and holds exactly ``lines``."""
+    if not os.path.isfile(path):
+        return False
+    with open(path) as f:
+        return f.read().splitlines() == lines
 
 
 def _make_features(data, extractor, nj, compress, ark_dir, vad, runner):
@@ -131,7 +144,8 @@ def _make_features(data, extractor, nj, compress, ark_dir, vad, runner):
     name = f"raw_{feat_type}_{os.path.basename(os.path.normpath(data))}"
     feats_scp, utt2num_frames = os.path.join(data, "feats.scp"), os.path.join(data, "utt2num_frames")
     records = {os.path.join(data, "conf", name): lines for name, lines in option_records(extractor, compress).items()}
-    outputs = [feats_scp, utt2num_frames, *records]
+    audio_path = os.path.join(data, "conf", AUDIO_RECORD)
+    outputs = [feats_scp, utt2num_frames, *records, audio_path]
     stamp, side_arks = extractor.stamp(), ()
     if vad:
         outputs += list(vad_outputs(data))
@@ -150,7 +164,7 @@ def _make_features(data, extractor, nj, compress, ark_dir, vad, runner):
         return result.failed
     if not result.scp:
         raise RuntimeError(f"make_features: all {len(wav_scp)} utterances of {data} failed; nothing written")
-    for path, lines in records.items():
+    for path, lines in {**records, audio_path: audio_record(wav_scp, result.scp)}.items():
         write_lines(path, lines)
     for name in PITCH_RECORDS:   # a former mfcc_pitch run's
         path = os.path.join(data, "conf", name)

@@ -231,7 +231,8 @@ def test_a_run_killed_between_its_jobs_and_its_merge_is_not_complete(tmp_path, m
 
 def test_prepare_reruns_features_when_their_options_change_not_after_a_fix(tmp_path):
     """prepare.sh's stage 2 calls make_features --unless-made-with-these-options: a data dir that fix
-    trimmed after a failed utterance is left as it is, one whose feature or VAD conf changed is redone."""
+    trimmed after a failed utterance is left as it is; one whose audio was replaced in place, or whose
+    feature or VAD conf changed, is redone."""
     data = make_data(str(tmp_path), n_spk=1, n_utt=3, extra={"spk0-zbad": "/nowhere/x.wav"})
     cmd = [sys.executable, "subtools/make_features.py", "--unless-made-with-these-options", "--vad-conf",
            "conf/vad.conf", "fbank", data]
@@ -243,6 +244,11 @@ def test_prepare_reruns_features_when_their_options_change_not_after_a_fix(tmp_p
     again = subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, text=True)
     assert "already holds features made with these options" in again.stderr
     assert {n: os.stat(os.path.join(data, "data", n)).st_ino for n in arks} == arks
+    path = read_table(os.path.join(data, "wav.scp"))["spk0-u1"]
+    soundfile.write(path, tone_bursts(1.37, seed=99), RATE, subtype="PCM_16")   # same length, other audio
+    replaced = subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, text=True)
+    assert "already holds" not in replaced.stderr
+    np.testing.assert_array_equal(load_scp(os.path.join(data, "feats.scp"))["spk0-u1"], fbank(path))
     conf = tmp_path / "vad2.conf"
     conf.write_text(open("conf/vad.conf").read().replace("5.5", "4.0"))
     subprocess.run(cmd[:4] + [str(conf)] + cmd[5:], cwd=REPO, check=True, capture_output=True)

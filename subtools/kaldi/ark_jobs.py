@@ -131,6 +131,13 @@ def _stamp(config_stamp, items, compress, files):
     return h.hexdigest()
 
 
+def inputs_digest(items):
+    """sha1 of ``items`` (key, value) and the identities of every file they read: what the job stamps cover,
+    for a caller that must tell later whether the same inputs are still there (whatever the job split)."""
+    items = list(items)
+    return _stamp("", items, False, identities(path for _, value in items for path in _item_files(value)))
+
+
 def _item_files(value):
     """Files read by an item value (one table entry, or several joined by tabs)."""
     return [path for entry in value.split("\t") for path in entry_files(entry)]
